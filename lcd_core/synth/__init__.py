@@ -1,0 +1,19 @@
+"""Synthetic live-cell brightfield screens in the Opera Phenix export layout, with ground truth.
+
+Public API::
+
+    from lcd_core.synth import generate_screen, ScreenSpec, SynthResult, make_spec, PRESETS
+    res = generate_screen("/tmp/lcd_home", preset="demo", seed=0)        # or preset="small"
+    res = generate_screen(out, "demo", n_layouts=8, fields=4, image_size=1080)  # any ScreenSpec knob
+
+Modules: ``design`` (knobs, presets, compounds, layouts, plates, batch effects), ``cells``
+(populations and MoA morphology programs), ``optics`` (brightfield image formation), ``truth``
+(ground-truth schemas, activity rule, ``render_masks``), ``screen`` (orchestration).
+This package never imports dagster.
+"""
+
+from lcd_core.synth.design import MOAS, PRESETS, ScreenSpec, make_spec
+from lcd_core.synth.screen import SynthResult, generate_screen
+from lcd_core.synth.truth import render_masks
+
+__all__ = ["MOAS", "PRESETS", "ScreenSpec", "SynthResult", "generate_screen", "make_spec", "render_masks"]
