@@ -1,0 +1,34 @@
+# make demo   install into .venv and run the demo screen end to end (LCD_HOME, default ~/.lcd)
+# make test   install into .venv and run the tests
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test ui bench clean-venv
+
+install: $(STAMP)
+
+# torch first, pinned to the CPU build (pip's configured find-links hold torch 2.13.0+cpu; a
+# plain `torch` requirement would pull the CUDA build and several GB of NVIDIA packages).
+$(STAMP): pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(PIP) install -q --disable-pip-version-check "torch==2.13.0"
+	$(PIP) install -q --disable-pip-version-check -c constraints.txt -e ".[test]"
+	$(PY) -c "import lcd_core.vit, lcd_assets.definitions"
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/lcd demo
+
+test: install
+	$(PY) -m pytest -q -n 2 --durations=15
+
+ui: install
+	$(VENV)/bin/lcd ui
+
+bench: install
+	$(PY) benchmarks/bench_embed.py
+
+clean-venv:
+	rm -rf $(VENV)

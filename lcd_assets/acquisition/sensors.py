@@ -1,0 +1,110 @@
+"""The inbox sensor: launch each measurement once, when it is complete and registered."""
+
+
+import json
+import os
+
+import dagster as dg
+
+from lcd_assets.partitions import (
+    dose_partitions,
+    measurement_key,
+    plate_partitions,
+    timepoint_partitions,
+)
+from lcd_assets.resources import LcdHome
+from lcd_core.inbox import MeasurementTimepoint, survey
+from lcd_core.platemap import PlateMapError
+
+
+
+def settle_seconds() -> float:
+    """How long a measurement's newest file must be untouched: ``$LCD_INBOX_SETTLE_S``, 10 s."""
+    return float(os.environ.get("LCD_INBOX_SETTLE_S", "10"))
+
+
+def _already_ingested(instance: dg.DagsterInstance, mt: MeasurementTimepoint) -> bool:
+    """True if ``image_index`` of this partition was last materialized from this measurement."""
+    pk = str(measurement_key(mt.plate, mt.timepoint))
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("image_index"), asset_partitions=[pk]), limit=1
+    ).records
+    if not records:
+        return False
+    meta = records[0].asset_materialization.metadata
+    return getattr(meta.get("measurement_id"), "value", None) == mt.measurement_id
+
+
+def _new_keys(instance: dg.DagsterInstance, name: str, keys: set[str]) -> list[str]:
+    return sorted(keys - set(instance.get_dynamic_partitions(name)))
+
+
+def inbox_sensor_factory(job) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="inbox_sensor",
+        job=job,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Watches `$LCD_HOME/inbox`. A measurement is launched once its index is present, every "
+            "listed file is on disk and nothing changed since the last tick (nor for "
+            "$LCD_INBOX_SETTLE_S, default 10 s); exactly once (run key = measurement id + timepoint). Its plate, "
+            "timepoint and dose partitions are added. Incomplete, unregistered or unreadable "
+            "measurements are reported in the tick log, not launched."
+        ),
+    )
+    def inbox_sensor(context: dg.SensorEvaluationContext, lcd: LcdHome):
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        try:
+            screen = lcd.screen()
+        except (PlateMapError, FileNotFoundError) as exc:
+            return dg.SkipReason(f"metadata in {lcd.metadata_dir} is not usable: {exc}")
+        done = set(cursor.get("done", []))
+        report = survey(
+            lcd.inbox, screen, previous=cursor.get("fingerprints"), settle_s=settle_seconds(), skip=done
+        )
+        for kind, items in (
+            ("incomplete", report.incomplete),
+            ("unregistered", report.unregistered),
+            ("unreadable", report.invalid),
+        ):
+            for name, reason in items.items():
+                context.log.warning(f"{kind} measurement {name}: {reason}")
+        requests, ready_folders = [], set()
+        for mt in report.ready:
+            ready_folders.add(mt.path.relative_to(lcd.inbox).parts[0])
+            if _already_ingested(context.instance, mt):
+                continue
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"{mt.measurement_id}:{mt.timepoint_id}",
+                    partition_key=measurement_key(mt.plate, mt.timepoint),
+                    tags={"lcd/measurement": str(mt.path), "lcd/barcode": mt.barcode},
+                )
+            )
+        inst = context.instance
+        partition_requests = [
+            req
+            for defn, keys in (
+                (plate_partitions, {m.plate for m in report.ready}),
+                (timepoint_partitions, {m.timepoint for m in report.ready}),
+                (dose_partitions, {m.dose for m in report.ready}),
+            )
+            if (new := _new_keys(inst, defn.name, keys))
+            for req in [defn.build_add_request(new)]
+        ]
+        new_cursor = json.dumps(
+            {"fingerprints": report.fingerprints, "done": sorted(done | ready_folders)}
+        )
+        if not requests and not partition_requests:
+            context.update_cursor(new_cursor)
+            waiting = len(report.incomplete) + len(report.unstable)
+            return dg.SkipReason(
+                f"nothing new ready ({waiting} waiting, {len(report.unregistered)} unregistered, "
+                f"{len(report.invalid)} unreadable)"
+            )
+        return dg.SensorResult(
+            run_requests=requests, dynamic_partitions_requests=partition_requests, cursor=new_cursor
+        )
+
+    return inbox_sensor

@@ -1,0 +1,73 @@
+"""Analysis assets, partitioned by dose × timepoint."""
+
+
+import dagster as dg
+import polars as pl
+
+from lcd_assets import metadata as md
+from lcd_assets.partitions import condition_partitions, measurement_to_condition
+from lcd_assets.resources import WAREHOUSE_POOL, LcdHome
+from lcd_core.profiles import to_cytomining
+
+GROUP = "analysis"
+
+
+@dg.asset(
+    partitions_def=condition_partitions,
+    group_name=GROUP,
+    kinds={"parquet", "duckdb"},
+    pool=WAREHOUSE_POOL,
+    deps=[dg.AssetDep("well_embeddings", partition_mapping=measurement_to_condition)],
+    automation_condition=dg.AutomationCondition.eager(),
+    check_specs=[
+        dg.AssetCheckSpec(
+            "every_compound_present",
+            asset="condition_profiles",
+            description="Every compound of the plate maps has at least one well at this dose × timepoint.",
+        )
+    ],
+    description=(
+        "Raw (not yet normalized) well profiles of one dose × timepoint, gathered from every plate "
+        "whose replica received that dose, in the cytomining convention (`Metadata_*` columns + "
+        "features `emb_000`…), ready for pycytominer / copairs. Parquet dataset `condition_profiles`."
+    ),
+)
+def condition_profiles(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.MaterializeResult:
+    keys = context.partition_key.keys_by_dimension
+    dose, timepoint = keys["dose"], keys["timepoint"]
+    wh = lcd.warehouse()
+    wells = wh.query(
+        "SELECT * FROM well_embeddings WHERE dose = $dose AND timepoint = $timepoint "
+        "ORDER BY plate, well",
+        {"dose": dose, "timepoint": timepoint},
+    )
+    profiles = to_cytomining(wells)
+    wh.write_parquet_partition("condition_profiles", {"dose": dose, "timepoint": timepoint}, profiles)
+    screen = lcd.screen()
+    expected = set(screen.compounds["compound"].to_list())
+    present = set(wells["compound"].to_list()) if wells.height else set()
+    missing = sorted(expected - present)
+    per_plate = (
+        wells.group_by(["plate", "replica"]).agg(
+            pl.len().alias("wells"),
+            (pl.col("role") == "negative_control").sum().alias("control_wells"),
+        ).sort("plate")
+        if wells.height
+        else pl.DataFrame()
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "wells": profiles.height,
+            "plates": per_plate.height,
+            "replicas": wells["replica"].n_unique() if wells.height else 0,
+            "compounds": len(present),
+            "plates_table": md.table(per_plate),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="every_compound_present",
+                passed=not missing,
+                description=f"{len(missing)} compounds missing: {missing[:10]}" if missing else "all present",
+            )
+        ],
+    )

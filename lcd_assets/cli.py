@@ -1,0 +1,133 @@
+"""The ``lcd`` console script: what users do outside the Dagster UI.
+
+``lcd inspect PATH``  what a Phenix measurement holds
+``lcd synth OUT``     write a synthetic screen (exports + metadata + ground truth)
+``lcd demo``          a synthetic screen end to end through Dagster, under ``$LCD_HOME``
+``lcd ui``            the Dagster UI on 127.0.0.1
+``lcd sql QUERY``     a query against the warehouse
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _home(args) -> Path:
+    from lcd_assets.resources import lcd_home_from_env
+
+    return Path(args.home).expanduser().resolve() if args.home else lcd_home_from_env()
+
+
+def cmd_inspect(args) -> int:
+    from lcd_core.inspect import describe, format_text
+    from lcd_core.phenix import PhenixError, read_index
+
+    try:
+        d = describe(read_index(Path(args.path)))
+    except (PhenixError, FileNotFoundError) as exc:
+        print(f"lcd inspect: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(d, indent=2, default=str) if args.json else format_text(d))
+    return 0
+
+
+def cmd_synth(args) -> int:
+    from lcd_core.synth import generate_screen
+
+    res = generate_screen(Path(args.out), preset=args.preset, seed=args.seed)
+    print(f"wrote synthetic screen {args.preset!r} (seed {args.seed}) to {args.out}: {res}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from lcd_assets.demo import run_demo
+
+    home = _home(args)
+    print(f"LCD_HOME={home}")
+    res = run_demo(home, preset=args.preset, seed=args.seed)
+    print("\n== lcd demo summary ==")
+    for k, v in res.counts.items():
+        print(f"  {k:18s} {v:>8d} rows")
+    for k, v in res.seconds.items():
+        print(f"  {k:18s} {v:>8.1f} s")
+    print(f"  runs: {res.runs}")
+    if res.failed:
+        print(f"  {len(res.failed)} runs FAILED:")
+        for f in res.failed:
+            print(f"    {f}")
+    print(
+        f"\nOpen the UI:  LCD_HOME={home} lcd ui   (then http://127.0.0.1:3000)\n"
+        f"Query:        LCD_HOME={home} lcd sql \"SELECT * FROM well_embeddings LIMIT 5\""
+    )
+    return 1 if res.failed else 0
+
+
+def cmd_ui(args) -> int:
+    from lcd_assets.demo import prepare_instance
+
+    home = _home(args)
+    prepare_instance(home)
+    cmd = [
+        sys.executable, "-m", "dagster", "dev",
+        "-m", "lcd_assets.definitions",
+        "-h", "127.0.0.1", "-p", str(args.port),
+    ]
+    print(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']} {' '.join(cmd)}")
+    return subprocess.call(cmd, env=os.environ.copy())
+
+
+def cmd_sql(args) -> int:
+    import polars as pl
+
+    from lcd_core.warehouse import Warehouse
+
+    df = Warehouse(_home(args)).query(args.query)
+    with pl.Config(tbl_rows=args.rows, tbl_cols=20, fmt_str_lengths=40):
+        print(df)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lcd", description="Live Cell Dynamics platform")
+    p.add_argument("--home", help="LCD_HOME (default: $LCD_HOME or ~/.lcd)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("inspect", help="what a Phenix measurement holds")
+    s.add_argument("path")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_inspect)
+
+    s = sub.add_parser("synth", help="write a synthetic screen")
+    s.add_argument("out")
+    s.add_argument("--preset", default="demo", choices=["demo", "small"])
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_synth)
+
+    s = sub.add_parser("demo", help="a synthetic screen end to end through Dagster")
+    s.add_argument("--preset", default="demo", choices=["demo", "small"])
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("ui", help="start the Dagster UI on 127.0.0.1")
+    s.add_argument("--port", type=int, default=3000)
+    s.set_defaults(func=cmd_ui)
+
+    s = sub.add_parser("sql", help="query the DuckDB warehouse")
+    s.add_argument("query")
+    s.add_argument("--rows", type=int, default=20)
+    s.set_defaults(func=cmd_sql)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""The Dagster code location of lcd: ``dagster dev -w workspace.yaml`` or ``lcd ui``."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from lcd_assets.acquisition import assets as acquisition
+from lcd_assets.acquisition.sensors import inbox_sensor_factory
+from lcd_assets.analysis import assets as analysis
+from lcd_assets.models import assets as models
+from lcd_assets.partitions import condition_partitions, measurement_partitions
+from lcd_assets.registry import assets as registry
+from lcd_assets.resources import resources_for_env
+
+ACQUISITION_ASSETS = [
+    acquisition.image_index,
+    acquisition.tiles,
+    acquisition.tile_embeddings,
+    acquisition.fov_embeddings,
+    acquisition.well_embeddings,
+]
+
+setup_job = dg.define_asset_job(
+    "setup",
+    selection=dg.AssetSelection.assets(registry.plate_registry, models.model_checkpoint),
+    description="Load and validate the plate maps and run registry; write the model checkpoint.",
+)
+acquisition_job = dg.define_asset_job(
+    "acquisition",
+    selection=dg.AssetSelection.assets(*ACQUISITION_ASSETS),
+    partitions_def=measurement_partitions,
+    description="One measurement (plate × timepoint): image index → tiles → embeddings → FOV/well profiles.",
+)
+analysis_job = dg.define_asset_job(
+    "analysis",
+    selection=dg.AssetSelection.assets(analysis.condition_profiles),
+    partitions_def=condition_partitions,
+    description="One dose × timepoint: profiles gathered across the plates of that dose.",
+)
+
+
+def build_definitions(resources: dict | None = None) -> dg.Definitions:
+    """Definitions with the environment's resources (or the ones given, e.g. in tests)."""
+    return dg.Definitions(
+        assets=[registry.plate_registry, models.model_checkpoint, *ACQUISITION_ASSETS, analysis.condition_profiles],
+        jobs=[setup_job, acquisition_job, analysis_job],
+        sensors=[
+            inbox_sensor_factory(acquisition_job),
+            dg.AutomationConditionSensorDefinition(
+                "automation", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING
+            ),
+        ],
+        resources=resources if resources is not None else resources_for_env(),
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,39 @@
+"""Partitions of the platform.
+
+Acquisition assets are partitioned by **plate × timepoint** (a measurement: what the microscope
+delivers and what normalization works on); analysis assets by **dose × timepoint**. All three
+dimensions are dynamic: the inbox sensor (or ``lcd demo``) adds keys as plates arrive.
+"""
+
+import dagster as dg
+
+plate_partitions = dg.DynamicPartitionsDefinition(name="plates")
+timepoint_partitions = dg.DynamicPartitionsDefinition(name="timepoints")
+dose_partitions = dg.DynamicPartitionsDefinition(name="doses")
+
+measurement_partitions = dg.MultiPartitionsDefinition(
+    {"plate": plate_partitions, "timepoint": timepoint_partitions}
+)
+condition_partitions = dg.MultiPartitionsDefinition(
+    {"dose": dose_partitions, "timepoint": timepoint_partitions}
+)
+
+# A dose × timepoint partition reads every plate of its timepoint (same timepoint, identity) and
+# keeps the plates whose replica received that dose: which plates those are is data (the run
+# registry), so the plate → dose dimension maps to all plates and the asset filters.
+measurement_to_condition = dg.MultiPartitionMapping(
+    {
+        "plate": dg.DimensionPartitionMapping("dose", dg.AllPartitionMapping()),
+        "timepoint": dg.DimensionPartitionMapping("timepoint", dg.IdentityPartitionMapping()),
+    }
+)
+
+
+def measurement_key(plate: str, timepoint: str) -> dg.MultiPartitionKey:
+    """Partition key of a measurement asset."""
+    return dg.MultiPartitionKey({"plate": plate, "timepoint": timepoint})
+
+
+def condition_key(dose: str, timepoint: str) -> dg.MultiPartitionKey:
+    """Partition key of an analysis asset."""
+    return dg.MultiPartitionKey({"dose": dose, "timepoint": timepoint})

@@ -1,0 +1,47 @@
+"""The screen's metadata: compounds, plate maps (layouts) and the run registry."""
+
+
+import dagster as dg
+import polars as pl
+
+from lcd_assets import metadata as md
+from lcd_assets.resources import WAREHOUSE_POOL, LcdHome
+
+
+@dg.asset(
+    group_name="registry",
+    kinds={"csv", "duckdb"},
+    pool=WAREHOUSE_POOL,
+    description=(
+        "Compounds, layouts (well → compound, MoA, SMILES, role) and the run registry (barcode → "
+        "replica, layout, dose, dosing time) from `$LCD_HOME/metadata`, validated on load (duplicate "
+        "or foreign wells, unknown compounds, too few DMSO wells, one dose per replica) and written "
+        "to the warehouse tables `compounds`, `layouts` and `plates`."
+    ),
+)
+def plate_registry(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.MaterializeResult:
+    screen = lcd.screen()
+    wh = lcd.warehouse()
+    wh.replace_table("compounds", screen.compounds)
+    wh.replace_table("layouts", screen.layouts)
+    wh.replace_table("plates", screen.registry)
+    control = screen.config.control
+    per_layout = screen.layouts.group_by("layout").agg(
+        pl.len().alias("wells"),
+        (pl.col("compound") == control).sum().alias(f"{control}_wells"),
+        pl.col("compound").filter(pl.col("compound") != control).n_unique().alias("compounds"),
+    ).sort("layout")
+    return dg.MaterializeResult(
+        metadata={
+            "screen": screen.config.name,
+            "compounds": screen.compounds.height,
+            "moas": screen.compounds["moa"].drop_nulls().n_unique(),
+            "layouts": per_layout.height,
+            "plates": screen.registry.height,
+            "replicas": screen.registry["replica"].n_unique(),
+            "doses": ", ".join(screen.doses()),
+            "timepoints": ", ".join(screen.timepoints()),
+            "layouts_table": md.table(per_layout),
+            "registry": md.table(screen.registry.select(["barcode", "plate", "replica", "layout", "dose"])),
+        }
+    )

@@ -1,0 +1,103 @@
+"""Resources, chosen by environment (``LCD_ENV``: ``local`` (default) or ``gpu``).
+
+Everything lives under one folder, ``LCD_HOME`` (default ``~/.lcd``): the inbox, the metadata,
+the DuckDB warehouse, Parquet datasets, model checkpoints and the Dagster instance.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from lcd_core.platemap import Screen, load_screen
+from lcd_core.tiles import TileConfig
+from lcd_core.warehouse import Warehouse
+
+DEFAULT_HOME = "~/.lcd"
+WAREHOUSE_POOL = "duckdb_warehouse"
+
+
+def lcd_home_from_env() -> Path:
+    """``$LCD_HOME`` expanded, or the documented default ``~/.lcd``."""
+    return Path(os.environ.get("LCD_HOME", DEFAULT_HOME)).expanduser().resolve()
+
+
+class LcdHome(dg.ConfigurableResource):
+    """The platform's folder: inbox, metadata, warehouse, Parquet, models, previews."""
+
+    home: str
+
+    @property
+    def root(self) -> Path:
+        return Path(self.home).expanduser()
+
+    @property
+    def inbox(self) -> Path:
+        return self.root / "inbox"
+
+    @property
+    def metadata_dir(self) -> Path:
+        return self.root / "metadata"
+
+    @property
+    def truth_dir(self) -> Path:
+        return self.root / "truth"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def previews_dir(self) -> Path:
+        return self.root / "previews"
+
+    def warehouse(self) -> Warehouse:
+        return Warehouse(self.root)
+
+    def screen(self) -> Screen:
+        return load_screen(self.metadata_dir)
+
+
+class TilingSettings(dg.ConfigurableResource):
+    """Tiling of FOVs; ``binning=0`` bins large exports to about 1080 px (2160² → 2×)."""
+
+    tile_size: int = 224
+    binning: int = 0
+    flatfield: bool = True
+
+    def config_for(self, image_size: int) -> TileConfig:
+        binning = self.binning or max(1, round(image_size / 1080))
+        return TileConfig(tile_size=self.tile_size, binning=binning, flatfield=self.flatfield)
+
+
+class EmbeddingSettings(dg.ConfigurableResource):
+    """Which checkpoint embeds the tiles, and how.
+
+    ``checkpoint`` names a folder of ``$LCD_HOME/models``; the default is the untrained ViT-S/16
+    that the ``model_checkpoint`` asset writes until pre-training exists.
+    """
+
+    checkpoint: str = "untrained-vit-s16-seed0"
+    batch_size: int = 64
+    device: str = "auto"
+    dtype: str = "auto"
+
+
+def resources_for_env(env: str | None = None, home: Path | None = None) -> dict:
+    """Resource set of an environment: ``local`` (CPU, bf16 where supported) or ``gpu``."""
+    env = env or os.environ.get("LCD_ENV", "local")
+    home = home or lcd_home_from_env()
+    if env not in {"local", "gpu"}:
+        raise ValueError(f"LCD_ENV={env!r}: expected 'local' or 'gpu'")
+    embedding = (
+        EmbeddingSettings(batch_size=512, device="cuda")
+        if env == "gpu"
+        else EmbeddingSettings()
+    )
+    return {
+        "lcd": LcdHome(home=str(home)),
+        "tiling": TilingSettings(),
+        "embedding": embedding,
+    }

@@ -1,0 +1,139 @@
+"""The acquisition assets through a real Dagster instance on a real synthetic screen."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import polars as pl
+import pytest
+
+from lcd_assets.partitions import condition_key, measurement_key
+from lcd_assets_tests.conftest import add_partitions, run_job
+from lcd_core.warehouse import Warehouse
+
+PLATE, TP = "R01-L01", "04h"
+
+
+def _checks(result) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def _count(home, table, plate=PLATE, tp=TP) -> int:
+    return int(
+        Warehouse(home).query(
+            f"SELECT count(*) AS n FROM {table} WHERE plate = $p AND timepoint = $t", {"p": plate, "t": tp}
+        )["n"][0]
+    )
+
+
+@pytest.fixture
+def ingested(defs, instance, lcd_home):
+    """Setup + one acquisition partition, materialized."""
+    add_partitions(instance, [PLATE], [TP])
+    assert run_job(defs, "setup", instance).success
+    result = run_job(defs, "acquisition", instance, measurement_key(PLATE, TP))
+    assert result.success, result.all_events
+    return result
+
+
+def test_partition_materializes_every_table_with_lineage(ingested, lcd_home):
+    checks = _checks(ingested)
+    assert checks and all(checks.values()), checks
+    index = Warehouse(lcd_home).query("SELECT * FROM image_index")
+    # small preset: 20 wells × 2 fields × 3 planes, one brightfield channel
+    assert index.height == 20 * 2 * 3
+    assert set(index["plate"]) == {PLATE} and set(index["replica"]) == {"R01"}
+    tiles = Warehouse(lcd_home).query("SELECT * FROM tiles")
+    assert tiles.height == 40  # 224-px FOVs: one tile each
+    for col in ("tile_id", "well", "field", "plate", "replica", "layout", "dose", "compound", "qc_reason"):
+        assert col in tiles.columns
+    emb = Warehouse(lcd_home).query("SELECT * FROM tile_embeddings")
+    assert emb.height == int(tiles["kept"].sum())
+    vecs = np.asarray(emb["embedding"].to_list(), dtype=np.float32)
+    assert vecs.shape[1] == 384 and np.isfinite(vecs).all()
+    wells = Warehouse(lcd_home).query("SELECT * FROM well_embeddings")
+    assert wells.height == emb["well"].n_unique()
+    assert int(wells["n_tiles"].sum()) == emb.height
+
+
+def test_materialization_metadata_for_the_ui(ingested):
+    mats = {m.asset_key.to_user_string(): m for m in ingested.get_asset_materialization_events()}
+    tiles_meta = mats["tiles"].materialization.metadata
+    assert tiles_meta["preview_fov"].value.startswith("![")
+    assert "data:image/png;base64," in tiles_meta["tile_examples"].value
+    emb_meta = mats["tile_embeddings"].materialization.metadata
+    assert "untrained" in emb_meta["model"].value
+    assert emb_meta["trained"].value is False
+    assert mats["image_index"].materialization.metadata["brightfield_channel"].value.startswith("1")
+
+
+def test_rematerializing_replaces_never_duplicates(ingested, defs, instance, lcd_home):
+    before = {t: _count(lcd_home, t) for t in ("image_index", "tiles", "tile_embeddings", "well_embeddings")}
+    again = run_job(defs, "acquisition", instance, measurement_key(PLATE, TP))
+    assert again.success
+    after = {t: _count(lcd_home, t) for t in before}
+    assert after == before
+
+
+def test_corrupt_tiff_fails_naming_the_file_and_keeps_rows(ingested, defs, instance, lcd_home):
+    before = {t: _count(lcd_home, t) for t in ("image_index", "tiles", "tile_embeddings")}
+    index = Warehouse(lcd_home).query("SELECT path FROM image_index ORDER BY path LIMIT 1")
+    victim = index["path"][0]
+    data = open(victim, "rb").read()
+    os.unlink(victim)
+    with open(victim, "wb") as fh:
+        fh.write(data[: len(data) // 3])
+    result = run_job(defs, "acquisition", instance, measurement_key(PLATE, TP))
+    assert not result.success
+    failures = [e for e in result.all_events if e.is_step_failure]
+    assert failures and os.path.basename(victim) in str(failures[0].step_failure_data.error)
+    after = {t: _count(lcd_home, t) for t in before}
+    assert after == before
+
+
+def test_missing_file_fails_the_blocking_index_check(defs, instance, lcd_home):
+    plate, tp = "R01-L02", "20h"
+    add_partitions(instance, [plate], [tp])
+    assert run_job(defs, "setup", instance).success
+    inbox = lcd_home / "inbox"
+    folder = next(p for p in inbox.iterdir() if "R01-L02" in p.name and _is_20h(p))
+    victim = sorted((folder / "Images").glob("r*c*f*p02-ch1*.tiff"))[0]
+    victim.unlink()
+    result = run_job(defs, "acquisition", instance, measurement_key(plate, tp))
+    assert not result.success
+    evals = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert evals["index_complete"].passed is False
+    assert victim.name in (evals["index_complete"].description or "")
+    ran = {e.step_key for e in result.all_events if e.is_step_success}
+    assert "tiles" not in ran and "tile_embeddings" not in ran
+
+
+def _is_20h(folder) -> bool:
+    from lcd_core.inbox import resolve_timepoints
+    from lcd_core.phenix import read_index
+    from lcd_core.platemap import load_screen
+
+    screen = load_screen(folder.parents[1] / "metadata")
+    return any(mt.timepoint == "20h" for mt in resolve_timepoints(read_index(folder), screen))
+
+
+def test_condition_profiles_gather_the_plates_of_a_dose(defs, instance, lcd_home):
+    plates = ["R02-L01", "R02-L02"]  # replica R02 of the small preset: 10 µM
+    add_partitions(instance, plates, [TP], ["10uM", "0.625uM"])
+    assert run_job(defs, "setup", instance).success
+    for plate in plates:
+        assert run_job(defs, "acquisition", instance, measurement_key(plate, TP)).success
+    result = run_job(defs, "analysis", instance, condition_key("10uM", TP))
+    assert result.success
+    assert all(_checks(result).values())
+    profiles = Warehouse(lcd_home).read_parquet_partition(
+        "condition_profiles", {"dose": "10uM", "timepoint": TP}
+    )
+    assert set(profiles["Metadata_plate"]) == set(plates)
+    assert "emb_383" in profiles.columns
+    wells = pl.concat(
+        Warehouse(lcd_home).read_parquet_partition("well_embeddings", {"plate": p, "timepoint": TP})
+        for p in plates
+    )
+    assert profiles.height == wells.height

@@ -1,0 +1,98 @@
+"""The inbox sensor launches a complete, registered measurement exactly once."""
+
+from __future__ import annotations
+
+import shutil
+from types import SimpleNamespace
+
+import dagster as dg
+import pytest
+
+from lcd_assets.resources import LcdHome
+from lcd_assets_tests.conftest import run_job
+
+
+@pytest.fixture
+def staged(lcd_home, monkeypatch):
+    """The inbox emptied into a staging folder, from which tests drop measurements."""
+    monkeypatch.setenv("LCD_INBOX_SETTLE_S", "0")
+    staging = lcd_home / "staging"
+    shutil.move(str(lcd_home / "inbox"), staging)
+    (lcd_home / "inbox").mkdir()
+    return staging
+
+
+def _tick(defs, instance, lcd_home, cursor=None) -> SimpleNamespace:
+    """One sensor evaluation, the way the daemon sees it: requests, partitions, cursor, skip."""
+    sensor = defs.resolve_sensor_def("inbox_sensor")
+    ctx = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"lcd": LcdHome(home=str(lcd_home))}, definitions=defs
+    )
+    out = sensor(ctx)
+    if isinstance(out, dg.SkipReason):
+        return SimpleNamespace(run_requests=[], dynamic_partitions_requests=[], cursor=ctx.cursor,
+                               skip_message=out.skip_message)
+    return SimpleNamespace(run_requests=out.run_requests, dynamic_partitions_requests=out.dynamic_partitions_requests,
+                           cursor=out.cursor, skip_message=None)
+
+
+def _drop(staging, lcd_home, name_part: str, skip_file: str | None = None):
+    src = next(p for p in sorted(staging.iterdir()) if name_part in p.name)
+    dst = lcd_home / "inbox" / src.name
+    shutil.copytree(src, dst, ignore=(lambda d, names: [n for n in names if n == skip_file]) if skip_file else None)
+    return src, dst
+
+
+def test_complete_measurement_launched_once(defs, instance, lcd_home, staged):
+    _drop(staged, lcd_home, "LCD-R01-L01")
+    first = _tick(defs, instance, lcd_home)
+    assert not first.run_requests  # first look: not yet known to be stable
+    second = _tick(defs, instance, lcd_home, first.cursor)
+    assert len(second.run_requests) == 1
+    req = second.run_requests[0]
+    assert req.partition_key.keys_by_dimension["plate"] == "R01-L01"
+    assert req.run_key and "LCD-R01-L01" in req.tags["lcd/measurement"]
+    added = {r.partitions_def_name: set(r.partition_keys) for r in second.dynamic_partitions_requests}
+    assert added["plates"] == {"R01-L01"} and added["doses"] == {"0.625uM"}
+    third = _tick(defs, instance, lcd_home, second.cursor)
+    assert not third.run_requests
+
+
+def test_ingested_measurement_not_relaunched_after_cursor_reset(defs, instance, lcd_home, staged):
+    _drop(staged, lcd_home, "LCD-R02-L01")
+    first = _tick(defs, instance, lcd_home)
+    second = _tick(defs, instance, lcd_home, first.cursor)
+    (req,) = second.run_requests
+    for r in second.dynamic_partitions_requests:
+        instance.add_dynamic_partitions(r.partitions_def_name, list(r.partition_keys))
+    assert run_job(defs, "setup", instance).success
+    assert run_job(defs, "acquisition", instance, req.partition_key, req.tags).success
+    # a reset sensor (no cursor) sees the measurement again but knows it was ingested
+    again = _tick(defs, instance, lcd_home, _tick(defs, instance, lcd_home).cursor)
+    assert not again.run_requests
+
+
+def test_incomplete_measurement_waits_then_launches(defs, instance, lcd_home, staged):
+    src, dst = _drop(staged, lcd_home, "LCD-R01-L02")
+    # remove one TIFF: the index lists a file that is not there yet
+    victim = sorted((dst / "Images").glob("*.tiff"))[5]
+    victim.unlink()
+    t1 = _tick(defs, instance, lcd_home)
+    t2 = _tick(defs, instance, lcd_home, t1.cursor)
+    assert not t2.run_requests
+    assert "waiting" in (t2.skip_message or "")
+    shutil.copy2(src / "Images" / victim.name, victim)  # the microscope finishes writing
+    t3 = _tick(defs, instance, lcd_home, t2.cursor)
+    assert not t3.run_requests  # changed since the last look
+    t4 = _tick(defs, instance, lcd_home, t3.cursor)
+    assert len(t4.run_requests) == 1
+
+
+def test_unregistered_barcode_reported_not_launched(defs, instance, lcd_home, staged):
+    _, dst = _drop(staged, lcd_home, "LCD-R02-L02")
+    index = dst / "Images" / "Index.idx.xml"
+    index.write_text(index.read_text(encoding="utf-8-sig").replace("LCD-R02-L02", "UNKNOWN-99"), encoding="utf-8")
+    t1 = _tick(defs, instance, lcd_home)
+    t2 = _tick(defs, instance, lcd_home, t1.cursor)
+    assert not t2.run_requests
+    assert "1 unregistered" in (t2.skip_message or "")

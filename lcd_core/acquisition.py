@@ -1,0 +1,194 @@
+"""Acquisition steps of one measurement partition (plate × timepoint): index, tiles, embeddings.
+
+Pure functions over the Phenix reader, the plate maps and the tiler; ``lcd_assets`` wraps each in
+an asset. Every table carries the lineage tile → FOV → well → plate → replica.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from lcd_core.inbox import MeasurementTimepoint
+from lcd_core.phenix import Measurement, PhenixError, read_plane
+from lcd_core.platemap import Screen
+from lcd_core.tiles import TileConfig, tile_fov
+
+LINEAGE = ["plate", "timepoint", "replica", "layout", "dose", "barcode"]
+WELL_META = ["compound", "moa", "role"]
+
+
+def image_index_table(meas: Measurement, mt: MeasurementTimepoint, screen: Screen) -> pl.DataFrame:
+    """The images of one measurement timepoint with their plate-map lineage.
+
+    Wells of the index that are not on the layout keep ``compound`` null (reported by
+    :func:`index_completeness`).
+    """
+    reg = screen.plate_for_barcode(mt.barcode)
+    layout = screen.layout_of(mt.plate).select(["well", *WELL_META])
+    images = meas.images.filter(pl.col("timepoint") == mt.timepoint_id).rename(
+        {"timepoint": "timepoint_id"}
+    )
+    return (
+        images.with_columns(
+            pl.lit(mt.plate).alias("plate"),
+            pl.lit(mt.timepoint).alias("timepoint"),
+            pl.lit(reg["replica"]).alias("replica"),
+            pl.lit(reg["layout"]).alias("layout"),
+            pl.lit(reg["dose"]).alias("dose"),
+            pl.lit(float(reg["dose_um"])).alias("dose_um"),
+            pl.lit(mt.barcode).alias("barcode"),
+            pl.lit(mt.measurement_id).alias("measurement_id"),
+            pl.lit(str(mt.path)).alias("measurement_path"),
+        )
+        .join(layout, on="well", how="left")
+        .sort(["well", "field", "plane", "channel"])
+    )
+
+
+@dataclass
+class Completeness:
+    """How an image index compares with the plate map.
+
+    ``passed`` is False when a plate-map well is missing, a brightfield FOV lacks a plane, or a
+    listed file is absent; wells imaged but not on the layout are only reported.
+    """
+
+    passed: bool
+    n_wells_expected: int
+    n_wells_imaged: int
+    missing_wells: list[str]
+    foreign_wells: list[str]
+    incomplete_fovs: list[str]
+    missing_files: list[str]
+    fields: list[int]
+    planes: list[int]
+
+    def summary(self) -> str:
+        parts = []
+        if self.missing_wells:
+            parts.append(f"{len(self.missing_wells)} plate-map wells not imaged: {self.missing_wells[:10]}")
+        if self.incomplete_fovs:
+            parts.append(f"{len(self.incomplete_fovs)} FOVs lack planes: {self.incomplete_fovs[:10]}")
+        if self.missing_files:
+            parts.append(f"{len(self.missing_files)} files missing: {self.missing_files[:5]}")
+        if self.foreign_wells:
+            parts.append(f"{len(self.foreign_wells)} wells imaged but not on the layout: {self.foreign_wells[:10]}")
+        return "; ".join(parts) or "complete"
+
+
+def index_completeness(index: pl.DataFrame, layout: pl.DataFrame, brightfield: int) -> Completeness:
+    """Compare the brightfield images of a partition with its layout.
+
+    Every layout well must have the same set of fields, and every FOV the full set of planes
+    seen on the plate.
+    """
+    bf = index.filter(pl.col("channel") == brightfield)
+    expected = set(layout["well"].to_list())
+    imaged = set(bf["well"].unique().to_list())
+    fields = sorted(bf["field"].unique().to_list())
+    planes = sorted(bf["plane"].unique().to_list())
+    per_fov = bf.group_by(["well", "field"]).agg(pl.col("plane").n_unique().alias("n"))
+    incomplete = per_fov.filter(pl.col("n") < len(planes))
+    fovs = {(w, f) for w, f in per_fov.select(["well", "field"]).iter_rows()}
+    missing_fields = [f"{w}/f{f}" for w in sorted(expected & imaged) for f in fields if (w, f) not in fovs]
+    incomplete_fovs = sorted(
+        [f"{w}/f{f}" for w, f in incomplete.select(["well", "field"]).iter_rows()] + missing_fields
+    )
+    missing_files = bf.filter(~pl.col("exists"))["path"].to_list()
+    missing_wells = sorted(expected - imaged)
+    return Completeness(
+        passed=not (missing_wells or incomplete_fovs or missing_files),
+        n_wells_expected=len(expected),
+        n_wells_imaged=len(imaged),
+        missing_wells=missing_wells,
+        foreign_wells=sorted(imaged - expected),
+        incomplete_fovs=incomplete_fovs,
+        missing_files=missing_files,
+        fields=fields,
+        planes=planes,
+    )
+
+
+def fov_paths(index: pl.DataFrame, brightfield: int) -> pl.DataFrame:
+    """One row per brightfield FOV of the plate map: lineage plus ``paths`` sorted by plane."""
+    keep = [c for c in [*LINEAGE, *WELL_META] if c in index.columns]
+    return (
+        index.filter((pl.col("channel") == brightfield) & pl.col("compound").is_not_null())
+        .sort("plane")
+        .group_by(["well", "field"], maintain_order=True)
+        .agg(pl.col("path"), *[pl.col(c).first() for c in keep])
+        .rename({"path": "paths"})
+        .sort(["well", "field"])
+    )
+
+
+def read_fov(paths: list[str]) -> np.ndarray:
+    """The z-stack of one FOV as ``(planes, H, W)`` uint16; PhenixError names a bad file."""
+    planes = [read_plane(p) for p in paths]
+    shapes = {p.shape for p in planes}
+    if len(shapes) != 1:
+        raise PhenixError(f"planes of one FOV differ in size {sorted(shapes)}: {paths}")
+    return np.stack(planes)
+
+
+def tile_id(plate: str, timepoint: str, well: str, field: int, tile_index: int) -> str:
+    """Stable identifier of a tile: ``R01-L01/04h/B07/f1/t3``."""
+    return f"{plate}/{timepoint}/{well}/f{field}/t{tile_index}"
+
+
+def tile_partition(
+    fovs: pl.DataFrame, config: TileConfig
+) -> Iterator[tuple[dict, np.ndarray, list[dict]]]:
+    """Tile every FOV of a partition, one at a time (memory bounded by one FOV).
+
+    Yields
+    ------
+    (fov_row, tiles, records)
+        ``fov_row`` is the lineage row of the FOV, ``tiles`` its tile array ``(n, 3, T, T)``
+        and ``records`` one dict per tile with its grid position and ``qc_reason``.
+    """
+    for row in fovs.iter_rows(named=True):
+        stack = read_fov(row["paths"])
+        tiles, records = tile_fov(stack, config)
+        yield row, tiles, records
+
+
+def tile_records(row: dict, records: list[dict]) -> list[dict]:
+    """Tile table rows of one FOV: lineage + grid position + QC outcome."""
+    lineage = {k: v for k, v in row.items() if k != "paths"}
+    out = []
+    for rec in records:
+        out.append(
+            {
+                **lineage,
+                "tile_id": tile_id(row["plate"], row["timepoint"], row["well"], row["field"], rec["tile_index"]),
+                **rec,
+                "kept": rec.get("qc_reason") is None,
+            }
+        )
+    return out
+
+
+def iter_kept_tiles(
+    fovs: pl.DataFrame, kept: pl.DataFrame, config: TileConfig
+) -> Iterator[tuple[list[dict], np.ndarray]]:
+    """Re-read the FOVs and yield the kept tiles with their rows, FOV by FOV.
+
+    ``kept`` is the partition's tile table filtered to kept tiles; tiling is deterministic, so
+    the tile at ``tile_index`` is the one QC judged.
+    """
+    wanted: dict[tuple[str, int], set[int]] = {}
+    rows_by_id: dict[str, dict] = {}
+    for r in kept.iter_rows(named=True):
+        wanted.setdefault((r["well"], r["field"]), set()).add(r["tile_index"])
+        rows_by_id[r["tile_id"]] = r
+    fovs = fovs.join(kept.select(["well", "field"]).unique(), on=["well", "field"], how="semi")
+    for row, tiles, records in tile_partition(fovs, config):
+        keep = wanted[(row["well"], row["field"])]
+        sel = [i for i, rec in enumerate(records) if rec["tile_index"] in keep]
+        ids = [tile_id(row["plate"], row["timepoint"], row["well"], row["field"], records[i]["tile_index"]) for i in sel]
+        yield [rows_by_id[i] for i in ids], tiles[sel]
