@@ -192,3 +192,33 @@ def iter_kept_tiles(
         sel = [i for i, rec in enumerate(records) if rec["tile_index"] in keep]
         ids = [tile_id(row["plate"], row["timepoint"], row["well"], row["field"], records[i]["tile_index"]) for i in sel]
         yield [rows_by_id[i] for i in ids], tiles[sel]
+
+
+def qc_against_truth(tiles: pl.DataFrame, truth_fovs: pl.DataFrame) -> dict[str, float | int | None]:
+    """How tile QC recovers the artifacts planted in a synthetic screen.
+
+    A FOV counts as flagged when QC rejected at least one of its tiles; the truth's ``artifact``
+    column (``none`` / ``debris`` / ``defocus`` …) says which FOVs carry an artifact.
+
+    Returns
+    -------
+    dict
+        ``artifact_fovs``, ``artifact_fovs_flagged``, ``artifact_recall``, ``clean_fovs``,
+        ``clean_fovs_flagged`` and ``false_flag_rate``.
+    """
+    flagged = tiles.group_by(["well", "field"]).agg((~pl.col("kept")).any().alias("flagged"))
+    truth = truth_fovs.select(["well", "field", (pl.col("artifact") != "none").alias("artifact")])
+    both = truth.join(flagged.with_columns(pl.col("field").cast(truth["field"].dtype)), on=["well", "field"], how="inner")
+    art = both.filter(pl.col("artifact"))
+    clean = both.filter(~pl.col("artifact"))
+    n_art, n_clean = art.height, clean.height
+    art_flag = int(art["flagged"].sum()) if n_art else 0
+    clean_flag = int(clean["flagged"].sum()) if n_clean else 0
+    return {
+        "artifact_fovs": n_art,
+        "artifact_fovs_flagged": art_flag,
+        "artifact_recall": art_flag / n_art if n_art else None,
+        "clean_fovs": n_clean,
+        "clean_fovs_flagged": clean_flag,
+        "false_flag_rate": clean_flag / n_clean if n_clean else None,
+    }

@@ -187,6 +187,13 @@ def tiles(
         "binning": config.binning,
         "tile_size": config.tile_size,
     }
+    truth = lcd.truth_dir / "fovs.parquet"
+    if truth.exists():  # a synthetic screen: how QC recovers the planted artifacts
+        fovs_truth = pl.read_parquet(truth).filter(
+            (pl.col("plate") == plate) & (pl.col("timepoint") == timepoint)
+        )
+        if fovs_truth.height:
+            meta["qc_vs_truth"] = dg.MetadataValue.json(acq.qc_against_truth(table, fovs_truth))
     previews = lcd.previews_dir / "tiles" / plate / timepoint
     if preview is not None:
         row, records, _ = preview
