@@ -29,6 +29,15 @@ GROUP = "acquisition"
 EMBED_DIM = 384
 
 
+def _check_spec(name: str, *, asset: str, description: str, blocking: bool = True) -> dg.AssetCheckSpec:
+    """A check evaluated per plate × timepoint partition, so one bad plate stays visible in the
+    UI however many good ones run after it."""
+    return dg.AssetCheckSpec(
+        name, asset=asset, description=description, blocking=blocking,
+        partitions_def=measurement_partitions,
+    )
+
+
 def _partition(context: dg.AssetExecutionContext) -> tuple[str, str]:
     keys = context.partition_key.keys_by_dimension
     return keys["plate"], keys["timepoint"]
@@ -56,7 +65,7 @@ def _read_partition_table(lcd: LcdHome, table: str, plate: str, timepoint: str) 
     pool=WAREHOUSE_POOL,
     deps=["plate_registry"],
     check_specs=[
-        dg.AssetCheckSpec(
+        _check_spec(
             "index_complete",
             asset="image_index",
             blocking=True,
@@ -128,7 +137,7 @@ MAX_EMPTY_FOV_FRACTION = 0.25
     pool=WAREHOUSE_POOL,
     deps=["image_index"],
     check_specs=[
-        dg.AssetCheckSpec(
+        _check_spec(
             "tiles_per_fov_in_bounds",
             asset="tiles",
             blocking=True,
@@ -255,13 +264,13 @@ def _load_model(folder: Path):
     kinds={"pytorch", "parquet"},
     deps=["tiles", "model_checkpoint"],
     check_specs=[
-        dg.AssetCheckSpec(
+        _check_spec(
             "embeddings_finite_and_shaped",
             asset="tile_embeddings",
             blocking=True,
             description=f"Every embedding is {EMBED_DIM}-d and finite.",
         ),
-        dg.AssetCheckSpec(
+        _check_spec(
             "one_embedding_per_kept_tile",
             asset="tile_embeddings",
             blocking=True,
@@ -364,7 +373,7 @@ def _aggregate_asset(name: str, source: str, by: list[str], grain: str, descript
         deps=[source],
         automation_condition=dg.AutomationCondition.eager(),
         check_specs=[
-            dg.AssetCheckSpec(
+            _check_spec(
                 f"one_row_per_{grain}",
                 asset=name,
                 blocking=True,

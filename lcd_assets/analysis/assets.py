@@ -24,6 +24,7 @@ GROUP = "analysis"
             "every_compound_present",
             asset="condition_profiles",
             description="Every compound of the plate maps has at least one well at this dose × timepoint.",
+            partitions_def=condition_partitions,
         )
     ],
     description=(
