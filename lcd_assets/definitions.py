@@ -6,6 +6,7 @@ import dagster as dg
 
 from lcd_assets.acquisition import assets as acquisition
 from lcd_assets.acquisition.sensors import inbox_sensor_factory
+from lcd_assets.analysis import activity
 from lcd_assets.analysis import assets as analysis
 from lcd_assets.models import assets as models
 from lcd_assets.partitions import condition_partitions, measurement_partitions
@@ -31,19 +32,30 @@ acquisition_job = dg.define_asset_job(
     partitions_def=measurement_partitions,
     description="One measurement (plate × timepoint): image index → tiles → embeddings → FOV/well profiles.",
 )
+ANALYSIS_ASSETS = [analysis.condition_profiles, activity.normalized_profiles, activity.activity]
+SCREEN_ASSETS = [activity.activity_sensitivity, activity.normalization_comparison]
+
 analysis_job = dg.define_asset_job(
     "analysis",
-    selection=dg.AssetSelection.assets(analysis.condition_profiles),
+    selection=dg.AssetSelection.assets(*ANALYSIS_ASSETS),
     partitions_def=condition_partitions,
-    description="One dose × timepoint: profiles gathered across the plates of that dose.",
+    description="One dose × timepoint: profiles gathered across its plates, normalized, mAP-ES.",
+)
+screen_job = dg.define_asset_job(
+    "screen_summary",
+    selection=dg.AssetSelection.assets(*SCREEN_ASSETS),
+    description="Across the screen: activity sensitivity over thresholds, normalization comparison.",
 )
 
 
 def build_definitions(resources: dict | None = None) -> dg.Definitions:
     """Definitions with the environment's resources (or the ones given, e.g. in tests)."""
     return dg.Definitions(
-        assets=[registry.plate_registry, models.model_checkpoint, *ACQUISITION_ASSETS, analysis.condition_profiles],
-        jobs=[setup_job, acquisition_job, analysis_job],
+        assets=[
+            registry.plate_registry, models.model_checkpoint, *ACQUISITION_ASSETS,
+            *ANALYSIS_ASSETS, *SCREEN_ASSETS,
+        ],
+        jobs=[setup_job, acquisition_job, analysis_job, screen_job],
         sensors=[
             inbox_sensor_factory(acquisition_job),
             dg.AutomationConditionSensorDefinition(

@@ -144,10 +144,13 @@ def run_demo(
     for dose, tp in conditions:
         log(f"analysis {dose} × {tp}")
         run("analysis", condition_key(dose, tp))
+    log("screen summary: activity sensitivity, normalization comparison")
+    run("screen_summary")
     result.seconds["analysis"] = time.perf_counter() - t0
 
     wh = Warehouse(home)
-    for name in ("plates", "image_index", "tiles", "tile_embeddings", "well_embeddings"):
+    for name in ("plates", "image_index", "tiles", "tile_embeddings", "well_embeddings", "activity",
+                 "normalization_comparison"):
         try:
             result.counts[name] = int(wh.query(f"SELECT count(*) AS n FROM {name}")["n"][0])
         except Exception:  # a table a failed run never wrote

@@ -518,3 +518,16 @@ def to_wells(
     out = fov_profiles.group_by(list(well_keys), maintain_order=False).agg(aggs).sort(well_keys)
     order = list(well_keys) + meta + ["Metadata_n_fov"] + feats
     return out.select(order)
+
+
+def normalize_to_wells(
+    fov_profiles: pl.DataFrame, method: str, *, seed: int = 0, **kwargs
+) -> tuple[pl.DataFrame, NormalizationResult]:
+    """Normalize FOV profiles with ``method`` and average the result into well profiles.
+
+    FOV rows are what the paper's MAD + Harmony/FOV needs (the FOV index is a Harmony batch
+    variable); every method runs on the same FOV rows so that the methods are comparable, and
+    wells are the unweighted mean of their normalized FOVs.
+    """
+    result = normalize(fov_profiles, method, seed=seed, **kwargs)
+    return to_wells(result.profiles, features=result.features), result

@@ -1,0 +1,84 @@
+"""Normalization and activity assets through Dagster on the small synthetic screen."""
+
+from __future__ import annotations
+
+import shutil
+
+import dagster as dg
+import pytest
+
+from lcd_assets.definitions import build_definitions
+from lcd_assets.partitions import condition_key, measurement_key
+from lcd_assets.resources import resources_for_env
+from lcd_assets_tests.conftest import add_partitions, run_job
+from lcd_core.warehouse import Warehouse
+
+PLATES = ["R01-L01", "R01-L02", "R02-L01", "R02-L02"]  # R01: 0.625 µM, R02: 10 µM
+TP = "04h"
+
+
+@pytest.fixture(scope="module")
+def analysed(small_screen, tmp_path_factory):
+    """Every plate at 4 h ingested, then activity for 10 µM and the screen summary."""
+    home = tmp_path_factory.mktemp("activity_home")
+    for sub in ("inbox", "metadata", "truth"):
+        shutil.copytree(small_screen / sub, home / sub)
+    defs = build_definitions(resources_for_env("local", home=home))
+    with dg.instance_for_test() as instance:
+        add_partitions(instance, PLATES, [TP], ["0.625uM", "10uM"])
+        assert run_job(defs, "setup", instance).success
+        for plate in PLATES:
+            assert run_job(defs, "acquisition", instance, measurement_key(plate, TP)).success
+        analysis = run_job(defs, "analysis", instance, condition_key("10uM", TP))
+        summary = run_job(defs, "screen_summary", instance)
+        yield home, defs, instance, analysis, summary
+
+
+def test_activity_partition_scores_every_compound(analysed):
+    home, _, _, analysis, _ = analysed
+    assert analysis.success
+    checks = {e.check_name: e.passed for e in analysis.get_asset_check_evaluations()}
+    assert checks["every_compound_scored"] and checks["no_nan"] and checks["dmso_null_centred"]
+    act = Warehouse(home).query("SELECT * FROM activity")
+    assert act.height == 12 and set(act["dose"]) == {"10uM"}
+    assert act["fallback"].all()  # the small preset runs each dose in one replica
+    assert act["n_draws"].min() == 1000
+    meta = {m.asset_key.to_user_string(): m.materialization.metadata
+            for m in analysis.get_asset_materialization_events()}
+    truth = meta["activity"]["vs_truth"].value
+    assert truth["n"] == 12 and truth["auroc"] is not None
+    assert "data:image/png;base64," in meta["activity"]["ap_distribution"].value
+    assert meta["normalized_profiles"]["method"].value == "mad_harmony_fov"
+
+
+def test_rematerializing_activity_replaces_rows(analysed):
+    home, defs, instance, _, _ = analysed
+    before = Warehouse(home).query("SELECT * FROM activity ORDER BY compound")
+    assert run_job(defs, "analysis", instance, condition_key("10uM", TP)).success
+    after = Warehouse(home).query("SELECT * FROM activity ORDER BY compound")
+    assert after.height == before.height
+    assert after["map_es"].to_list() == before["map_es"].to_list()  # seeded
+
+
+def test_normalization_comparison_has_every_method(analysed):
+    home, _, _, _, summary = analysed
+    assert summary.success
+    table = Warehouse(home).query("SELECT * FROM normalization_comparison")
+    assert set(table["method"]) == {"none", "mad", "harmony", "fastmnn", "mad_harmony_fov"}
+    assert set(table["dose"]) == {"0.625uM", "10uM"}
+    sens = Warehouse(home).query("SELECT * FROM activity_sensitivity")
+    assert sens["threshold"].min() == pytest.approx(0.2) and sens["threshold"].max() == pytest.approx(2.0)
+    assert ((sens["sensitivity"] >= 0) & (sens["sensitivity"] <= 1)).all()
+
+
+def test_unknown_normalization_method_is_a_clear_error(analysed):
+    _, defs, instance, _, _ = analysed
+    res = defs.resolve_job_def("analysis").execute_in_process(
+        instance=instance,
+        partition_key=condition_key("10uM", TP),
+        run_config={"ops": {"normalized_profiles": {"config": {"method": "zscore"}}}},
+        raise_on_error=False,
+    )
+    assert not res.success
+    err = str(next(e for e in res.all_events if e.is_step_failure).step_failure_data.error)
+    assert "zscore" in err and "mad_harmony_fov" in err

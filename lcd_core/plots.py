@@ -1,0 +1,79 @@
+"""Figures for the UI, as PNG bytes (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def ap_distribution(compound_aps: np.ndarray, null_aps: np.ndarray, title: str) -> bytes:
+    """Histogram of a compound's draw APs against the DMSO null (the paper's Fig. 6 shape)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    bins = np.linspace(0, 1, 41)
+    ax.hist(null_aps, bins=bins, alpha=0.6, label="DMSO null", color="grey", density=True)
+    ax.hist(compound_aps, bins=bins, alpha=0.6, label="compound", color="tab:red", density=True)
+    ax.set_xlabel("average precision")
+    ax.set_ylabel("density")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def sensitivity_curves(sens: pl.DataFrame) -> bytes:
+    """Fraction of compounds active vs mAP-ES threshold, one line per dose × timepoint."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for (dose, tp), g in sens.sort("threshold").group_by(["dose", "timepoint"], maintain_order=True):
+        ax.plot(g["threshold"], g["sensitivity"], marker=".", label=f"{dose} {tp}")
+    ax.axvline(0.8, color="k", lw=0.8, ls="--")
+    ax.set_xlabel("mAP-ES threshold")
+    ax.set_ylabel("fraction of compounds active")
+    ax.legend(fontsize=7, ncol=2)
+    return _png(fig)
+
+
+def es_heatmap(activity: pl.DataFrame, dose_order: list[str]) -> bytes:
+    """mAP-ES per compound (rows) over dose × timepoint (columns)."""
+    act = activity.with_columns((pl.col("dose") + " " + pl.col("timepoint")).alias("condition"))
+    conds = [f"{d} {t}" for d in dose_order for t in sorted(act["timepoint"].unique().to_list())]
+    conds = [c for c in conds if c in set(act["condition"].to_list())]
+    compounds = sorted(act["compound"].unique().to_list())
+    grid = np.full((len(compounds), len(conds)), np.nan)
+    ci = {c: i for i, c in enumerate(compounds)}
+    cj = {c: j for j, c in enumerate(conds)}
+    for c, cond, es in act.select(["compound", "condition", "map_es"]).iter_rows():
+        grid[ci[c], cj[cond]] = es
+    fig, ax = plt.subplots(figsize=(1.2 + 0.55 * len(conds), 1.0 + 0.22 * len(compounds)))
+    im = ax.imshow(grid, aspect="auto", cmap="magma", vmin=min(0.0, np.nanmin(grid)), vmax=np.nanmax(grid))
+    ax.set_xticks(range(len(conds)), conds, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(len(compounds)), compounds, fontsize=7)
+    fig.colorbar(im, ax=ax, label="mAP-ES")
+    return _png(fig)
+
+
+def grouped_bars(table: pl.DataFrame, group: str, series: str, value: str, title: str) -> bytes:
+    """Bars of ``value`` per ``group`` (x) and ``series`` (colour), e.g. mAP per dose per method."""
+    groups = table[group].unique(maintain_order=True).to_list()
+    names = table[series].unique(maintain_order=True).to_list()
+    width = 0.8 / max(1, len(names))
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for i, name in enumerate(names):
+        sub = {g: v for g, v in table.filter(pl.col(series) == name).select([group, value]).iter_rows()}
+        ax.bar(np.arange(len(groups)) + i * width, [sub.get(g, np.nan) for g in groups], width, label=name)
+    ax.set_xticks(np.arange(len(groups)) + 0.4 - width / 2, groups, fontsize=8)
+    ax.set_ylabel(value)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    return _png(fig)
