@@ -5,6 +5,7 @@
 ``lcd demo``          a synthetic screen end to end through Dagster, under ``$LCD_HOME``
 ``lcd ui``            the Dagster UI on 127.0.0.1
 ``lcd sql QUERY``     a query against the warehouse
+``lcd export``        profiles in the cytomining convention (Metadata_* + features)
 """
 
 from __future__ import annotations
@@ -92,6 +93,29 @@ def cmd_sql(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    import polars as pl
+
+    from lcd_core.warehouse import Warehouse
+
+    wh = Warehouse(_home(args))
+    root = wh.parquet_root / args.dataset
+    files = sorted(root.glob("**/*.parquet"))
+    if not files:
+        print(f"lcd export: no Parquet files under {root}", file=sys.stderr)
+        return 2
+    df = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+    for col, value in (("Metadata_dose", args.dose), ("Metadata_timepoint", args.timepoint)):
+        if value and col in df.columns:
+            df = df.filter(pl.col(col) == value)
+    df = df.drop([c for c in ("dose", "timepoint") if c in df.columns and f"Metadata_{c}" in df.columns])
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    (df.write_csv if out.suffix == ".csv" else df.write_parquet)(out)
+    print(f"wrote {df.height} profiles × {df.width} columns to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lcd", description="Live Cell Dynamics platform")
     p.add_argument("--home", help="LCD_HOME (default: $LCD_HOME or ~/.lcd)")
@@ -116,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("ui", help="start the Dagster UI on 127.0.0.1")
     s.add_argument("--port", type=int, default=3000)
     s.set_defaults(func=cmd_ui)
+
+    s = sub.add_parser("export", help="profiles in the cytomining convention, for pycytominer / copairs")
+    s.add_argument("dataset", nargs="?", default="normalized_profiles",
+                   choices=["normalized_profiles", "condition_profiles"])
+    s.add_argument("out", help="output file (.parquet or .csv)")
+    s.add_argument("--dose")
+    s.add_argument("--timepoint")
+    s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("sql", help="query the DuckDB warehouse")
     s.add_argument("query")

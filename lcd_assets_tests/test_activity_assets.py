@@ -82,3 +82,23 @@ def test_unknown_normalization_method_is_a_clear_error(analysed):
     assert not res.success
     err = str(next(e for e in res.all_events if e.is_step_failure).step_failure_data.error)
     assert "zscore" in err and "mad_harmony_fov" in err
+
+
+def test_exported_profiles_feed_copairs_as_they_are(analysed, tmp_path):
+    import pandas as pd
+    from copairs.map import average_precision
+
+    from lcd_assets.cli import main
+
+    home = analysed[0]
+    out = tmp_path / "profiles.csv"
+    assert main(["--home", str(home), "export", "normalized_profiles", str(out), "--dose", "10uM"]) == 0
+    df = pd.read_csv(out)
+    meta = df.filter(like="Metadata_")
+    feats = df.drop(columns=meta.columns).to_numpy()
+    assert feats.shape[1] == 384 and set(meta["Metadata_dose"]) == {"10uM"}
+    ap = average_precision(
+        meta, feats, pos_sameby=["Metadata_compound"], pos_diffby=["Metadata_plate"],
+        neg_sameby=["Metadata_plate"], neg_diffby=["Metadata_compound"],
+    )
+    assert len(ap) > 0 and ap["average_precision"].notna().any()
