@@ -278,3 +278,68 @@ def test_custom_columns():
     cols = ActivityColumns(compound="Metadata_pert")
     a = compute_activity(ren, n_draws=50, cols=cols).activity
     assert a.height == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# sampling (vectorised draws)
+
+
+def test_batched_draws_equal_single_draws():
+    """compute_activity draws all sets of a condition at once; each equals its lone draw_sets."""
+    from lcd_core.activity import _ConditionIndex, _draw_planned, _plan
+
+    df = make_screen(seed=12, n_dmso=9)
+    sub = df.filter(pl.col("Metadata_dose") == "10uM")
+    ix = _ConditionIndex(sub, ActivityColumns())
+    names = ["MID", "STRONG", None, "LIKE_DMSO", None]
+    fbs = [None, None, False, None, True]
+    plans = [_plan(ix, c, 3, 8, fb) for c, fb in zip(names, fbs)]
+    batched, q, pos, neg = _draw_planned(ix, plans, [np.random.default_rng(s) for s in range(5)],
+                                         200)
+    off = 0
+    for s, (c, fb, b) in enumerate(zip(names, fbs, batched)):
+        lone = draw_sets(sub, c, np.random.default_rng(s), 3, 8, 200, fallback=fb)
+        assert b.fallback == lone.fallback and b.n_queries == lone.n_queries
+        for x, y in ((b.query, lone.query), (b.pos, lone.pos), (b.neg, lone.neg)):
+            np.testing.assert_array_equal(x, y)
+        np.testing.assert_array_equal(q[off:off + 200], b.query)
+        np.testing.assert_array_equal(pos[off:off + 200, :b.pos.shape[1]], b.pos)
+        off += 200
+
+
+@pytest.mark.parametrize("n_neg", [8, 5])  # 8 = all but one DMSO (argmax path), 5 = partition
+def test_sampling_without_replacement_eligible_and_uniform(n_neg):
+    df = make_screen(seed=13, n_dmso=9)
+    sub = df.filter(pl.col("Metadata_dose") == "10uM")
+    plate, rep, lay, role = (sub[c].to_numpy() for c in (
+        "Metadata_plate", "Metadata_replica", "Metadata_layout", "Metadata_role"))
+    n = 6000
+    for compound in ("MID", None):
+        ds = draw_sets(sub, compound, np.random.default_rng(5), 3, n_neg, n)
+        assert ds.pos.shape == (n, 3) and ds.neg.shape == (n, n_neg)
+        assert (ds.pos >= 0).all() and (ds.neg >= 0).all()
+        for M in (ds.pos, ds.neg):  # no repeats within a draw
+            assert (np.diff(np.sort(M, axis=1), axis=1) > 0).all()
+        q = ds.query[:, None]
+        assert ((rep[ds.pos] != rep[q]) & (lay[ds.pos] != lay[q])).all()
+        assert (role[ds.neg] == "negative_control").all() and (plate[ds.neg] == plate[q]).all()
+        assert (ds.neg != q).all()
+        # uniform: given the query well, every eligible candidate is picked equally often
+        qw = np.bincount(ds.query).argmax()
+        sel = ds.query == qw
+        cands = np.flatnonzero((role == "negative_control") & (plate == plate[qw])
+                               & (np.arange(len(role)) != qw))
+        counts = np.array([(ds.neg[sel] == c).sum() for c in cands])
+        expect = sel.sum() * n_neg / len(cands)
+        assert len(counts) == 9 - (compound is None)
+        if n_neg < len(cands):
+            chi2 = ((counts - expect) ** 2 / expect).sum()
+            assert chi2 < 30, (counts, expect)  # df ≤ 8: p ≈ 2e-4
+        else:
+            assert (counts == sel.sum()).all()
+        elig = np.flatnonzero(
+            (role == role[qw]) & (rep != rep[qw]) & (lay != lay[qw])
+            & ((sub["Metadata_compound"].to_numpy() == sub["Metadata_compound"][int(qw)])))
+        pc = np.array([(ds.pos[sel] == c).sum() for c in elig])
+        pe = sel.sum() * 3 / len(elig)
+        assert ((pc - pe) ** 2 / pe).sum() < len(elig) + 6 * np.sqrt(2 * len(elig)), (pc, pe)

@@ -42,8 +42,13 @@ The draws (per condition = dose × timepoint; all rows of that condition)
   (seed, dose, timepoint, compound | null + rule), so results are reproducible and do not depend
   on which other conditions or compounds are in the frame.
 * Similarity: cosine; the condition's similarity matrix is computed once and every draw indexes
-  into it; all APs of a condition are one vectorised call of
-  :func:`lcd_core.map_kernel.average_precision` (copairs' AP definition, ties included).
+  into it; all APs of a condition are one vectorised kernel call (copairs' AP definition, ties
+  included; same values as :func:`lcd_core.map_kernel.average_precision`).
+* Sampling (vectorised): each set's generator draws, in this order, the query indices
+  (``integers``), one random key per candidate positive and per DMSO slot of the query's plate
+  (``random``); the picks are the eligible candidates with the smallest keys (a uniform subset
+  without replacement). The picks of all sets of a condition are done together in a few array
+  operations (no loop over draws), with the same result as drawing each set alone.
 
 Outputs
 -------
@@ -66,7 +71,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from lcd_core.map_kernel import average_precision, cosine_similarity_matrix, map_es, percentile_ci
+from lcd_core.map_kernel import _ap_leading, cosine_similarity_matrix, map_es, percentile_ci
 from lcd_core.profiles import feature_columns, to_cytomining
 
 __all__ = [
@@ -178,26 +183,150 @@ class _ConditionIndex:
         self.dmso_by_plate = np.full((n_plates, max(width, 1)), -1, np.int64)
         for p, rows in enumerate(per_plate):
             self.dmso_by_plate[p, : len(rows)] = rows
+        self.dmso_count = (self.dmso_by_plate >= 0).sum(axis=1)
 
 
-def _sample(rng: np.random.Generator, eligible: np.ndarray, k: int) -> np.ndarray:
-    """For each row of ``eligible`` (m, n) bool pick ≤ k column indices without replacement.
-
-    Returns (m, k) int64, -1 where fewer than k are eligible.
-    """
-    m, n = eligible.shape
-    if n == 0 or k == 0:
-        return np.full((m, k), -1, np.int64)
-    keys = rng.random((m, n))
+def _masked_keys(keys: np.ndarray, eligible: np.ndarray) -> np.ndarray:
     keys[~eligible] = np.inf
+    return keys
+
+
+def _pick(keys: np.ndarray, k: int, full: bool = False) -> np.ndarray:
+    """Columns of the ≤ k smallest finite random keys of each row (-1 pads): a uniform
+    k-subset without replacement of the eligible (finite-key) columns.
+
+    Row-wise: the result of a row depends only on that row's keys, so rows of many draw sets can
+    be stacked and picked in one call. ``full``: the caller guarantees every row has ≥ k finite
+    keys (no -1 check needed).
+    """
+    m, n = keys.shape
     kk = min(k, n)
     # the first kk of a random-key order = a uniform kk-subset (order inside it irrelevant)
     order = np.argpartition(keys, kk - 1, axis=1)[:, :kk] if kk < n else np.argsort(keys, axis=1)
-    ok = np.isfinite(keys[np.arange(m)[:, None], order])
-    out = np.where(ok, order, -1).astype(np.int64)
+    if full and kk == k:
+        return order.astype(np.int64, copy=False)
+    ok = np.isfinite(np.take_along_axis(keys, order, axis=1))
+    out = np.where(ok, order, -1).astype(np.int64, copy=False)
     if kk < k:
         out = np.concatenate([out, np.full((m, k - kk), -1, np.int64)], axis=1)
     return out
+
+
+@dataclass
+class _Plan:
+    """What a draw set needs before any randomness: queries, rule, candidate matrix, sizes."""
+
+    Q: np.ndarray  # candidate query / positive rows (the compound's, or all DMSO)
+    E: np.ndarray  # (|Q|, |Q|) bool: E[i, j] = Q[j] is an eligible positive of query Q[i]
+    Qv: np.ndarray  # positions in Q of the usable queries
+    n_pos: int
+    n_neg: int
+    fallback: bool
+
+
+def _plan(ix: "_ConditionIndex", compound: str | None, n_pos: int, n_neg: int,
+          fallback: bool | None) -> _Plan:
+    ctrl, plate, rep, lay, Dm = ix.ctrl, ix.plate, ix.rep, ix.lay, ix.dmso_by_plate
+    if compound is None:
+        qmask = ctrl
+    else:
+        qmask = (ix.compound == compound) & ~ctrl
+    Q = np.flatnonzero(qmask)
+    rQ, lQ = rep[Q], lay[Q]
+    strict = (rQ[:, None] != rQ[None, :]) & (lQ[:, None] != lQ[None, :])
+    use_fb = (not strict.any()) if fallback is None else bool(fallback)
+    E = (plate[Q][:, None] != plate[Q][None, :]) if use_fb else strict
+    n_neg_avail = ix.dmso_count[plate[Q]] - (ctrl[Q] if Q.size else 0)
+    usable = E.any(axis=1) & (n_neg_avail > 0)
+    Qv = np.flatnonzero(usable)
+    if Qv.size:
+        # one list size for every draw: the request, capped by the fewest candidates of a usable
+        # query
+        n_pos = int(min(n_pos, E[Qv].sum(axis=1).min()))
+        n_neg = int(min(n_neg, n_neg_avail[Qv].min()))
+    return _Plan(Q, E, Qv, n_pos, n_neg, use_fb)
+
+
+def _drop_largest(keys: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """``cand`` without, in each row, the column of the largest key: the k = W − 1 smallest keys,
+    i.e. the same subset as :func:`_pick` (in column order), without a partition."""
+    W = keys.shape[1]
+    left = np.arange(W - 1)[None, :] < keys.argmax(axis=1)[:, None]
+    return np.where(left, cand[:, :-1], cand[:, 1:])
+
+
+def _draw_planned(ix: "_ConditionIndex", plans: list[_Plan], rngs: list[np.random.Generator],
+                  n_draws: int):
+    """The draws of several planned sets of one condition, sampled in a few stacked calls.
+
+    Each set consumes its own generator exactly as a lone :func:`draw_sets` call does (query
+    indices, then positive keys, then negative keys); the picks are row-wise, so every set is the
+    one drawn alone, but the without-replacement picks of all sets sharing a shape are done at once
+    (a handful of array operations per condition, not per set or per draw).
+
+    Returns ``(sets, query, pos, neg)``: the DrawSets (empty ones for unusable plans) and the
+    stacked (−1 padded) arrays of the non-empty sets in order, which the sets' arrays are views of.
+    """
+    plate, Dm = ix.plate, ix.dmso_by_plate
+    W = Dm.shape[1]
+    out: list[DrawSet | None] = [None] * len(plans)
+    drawn = []  # (plan index, row offset, query, masked positive keys | None, negative keys | None)
+    M = 0
+    for i, (p, rng) in enumerate(zip(plans, rngs)):
+        if not p.Qv.size:
+            out[i] = DrawSet(np.zeros(0, np.int64), np.zeros((0, p.n_pos), np.int64),
+                             np.zeros((0, p.n_neg), np.int64), p.fallback, 0)
+            continue
+        qi = p.Qv[rng.integers(len(p.Qv), size=n_draws)]
+        pkeys = _masked_keys(rng.random((n_draws, p.Q.size)), p.E[qi]) if p.n_pos else None
+        nkeys = rng.random((n_draws, W)) if p.n_neg else None
+        drawn.append((i, M, p.Q[qi], pkeys, nkeys))
+        M += n_draws
+    width_p = max((plans[d[0]].n_pos for d in drawn), default=0)
+    width_n = max((plans[d[0]].n_neg for d in drawn), default=0)
+    query = (np.concatenate([d[2] for d in drawn]) if drawn else np.zeros(0, np.int64)).astype(
+        np.int64, copy=False)
+    # Every drawn query is usable and the sizes are capped by the fewest candidates of a usable
+    # query, so each row has ≥ k eligible candidates: the picks are full (no -1 padding).
+    groups: dict[tuple[int, int], list] = {}
+    for d in drawn:
+        if d[3] is not None:
+            groups.setdefault((d[3].shape[1], plans[d[0]].n_pos), []).append(d)
+    pos = np.full((M, width_p), -1, np.int64)
+    for (_, k), items in groups.items():
+        cols = _pick(np.concatenate([d[3] for d in items]) if len(items) > 1 else items[0][3], k,
+                     full=True)
+        for j, d in enumerate(items):
+            pos[d[1]:d[1] + n_draws, :k] = plans[d[0]].Q[cols[j * n_draws:(j + 1) * n_draws]]
+    ngroups: dict[int, list] = {}
+    for d in drawn:
+        if d[4] is not None:
+            ngroups.setdefault(plans[d[0]].n_neg, []).append(d)
+    neg = None
+    for k, items in ngroups.items():
+        rows = np.concatenate([np.arange(d[1], d[1] + n_draws) for d in items]) \
+            if len(items) < len(drawn) else None
+        q = query if rows is None else query[rows]
+        cand = Dm[plate[q]]
+        keys = _masked_keys(np.concatenate([d[4] for d in items]) if len(items) > 1
+                            else items[0][4], (cand >= 0) & (cand != q[:, None]))
+        if k == W - 1:
+            picked = _drop_largest(keys, cand)
+        else:
+            picked = np.take_along_axis(cand, _pick(keys, k, full=True), axis=1)
+        if rows is None and k == width_n:
+            neg = picked
+        else:
+            if neg is None:
+                neg = np.full((M, width_n), -1, np.int64)
+            neg[rows if rows is not None else slice(None), :k] = picked
+    if neg is None:
+        neg = np.full((M, width_n), -1, np.int64)
+    for i, off, *_ in drawn:
+        p = plans[i]
+        out[i] = DrawSet(query[off:off + n_draws], pos[off:off + n_draws, :p.n_pos],
+                         neg[off:off + n_draws, :p.n_neg], p.fallback, int(p.Qv.size))
+    return out, query, pos, neg
 
 
 def draw_sets(
@@ -233,36 +362,46 @@ def draw_sets(
     -------
     DrawSet
         ``n_draws`` draws, or an empty set (0 draws) if no query is usable.
+
+    Notes
+    -----
+    Sampling: the query is ``rng.integers`` over the usable queries; each draw's positives (and
+    negatives) are the ≤ k eligible candidates with the smallest ``rng.random`` keys — a uniform
+    k-subset without replacement. :func:`compute_activity` draws all sets of a condition together
+    (:func:`_draw_planned`) with results identical to calling this per set.
     """
     ix = meta if isinstance(meta, _ConditionIndex) else _ConditionIndex(meta, cols)
-    ctrl, plate, rep, lay, Dm = ix.ctrl, ix.plate, ix.rep, ix.lay, ix.dmso_by_plate
-    if compound is None:
-        qmask = ctrl
-    else:
-        qmask = (ix.compound == compound) & ~ctrl
-    Q = np.flatnonzero(qmask)
-    strict = (rep[Q][:, None] != rep[Q][None, :]) & (lay[Q][:, None] != lay[Q][None, :])
-    use_fb = (not strict.any()) if fallback is None else bool(fallback)
-    E = (plate[Q][:, None] != plate[Q][None, :]) if use_fb else strict
-    n_neg_avail = (Dm[plate[Q]] >= 0).sum(axis=1) - (ctrl[Q] if Q.size else 0)
-    usable = E.any(axis=1) & (n_neg_avail > 0)
-    empty = DrawSet(np.zeros(0, np.int64), np.zeros((0, n_pos), np.int64),
-                    np.zeros((0, n_neg), np.int64), use_fb, 0)
-    if not usable.any():
-        return empty
-    Qv = np.flatnonzero(usable)
-    # one list size for every draw: the request, capped by the fewest candidates of a usable query
-    n_pos = int(min(n_pos, E[Qv].sum(axis=1).min()))
-    n_neg = int(min(n_neg, n_neg_avail[Qv].min()))
-    qi = Qv[rng.integers(len(Qv), size=n_draws)]
-    query = Q[qi]
-    pcol = _sample(rng, E[qi], n_pos)
-    pos = np.where(pcol >= 0, Q[np.maximum(pcol, 0)], -1)
-    cand = Dm[plate[query]]
-    ncol = _sample(rng, (cand >= 0) & (cand != query[:, None]), n_neg)
-    neg = np.where(ncol >= 0, cand[np.arange(n_draws)[:, None], np.maximum(ncol, 0)], -1)
-    return DrawSet(query.astype(np.int64), pos.astype(np.int64), neg.astype(np.int64), use_fb,
-                   int(len(Qv)))
+    return _draw_planned(ix, [_plan(ix, compound, n_pos, n_neg, fallback)], [rng], n_draws)[0][0]
+
+
+def _key_matrix(S: np.ndarray) -> np.ndarray:
+    """``1 − S`` (the rank key) with an extra last column of ``inf``: index ``-1`` (padding)
+    gathers ``inf``, which sorts last — the kernel's padding convention."""
+    n = S.shape[0]
+    K = np.empty((n, S.shape[1] + 1), np.float64)
+    np.subtract(1.0, S, out=K[:, :-1])
+    K[:, -1] = np.inf
+    return K
+
+
+def _draw_aps_keys(sets: list[DrawSet], K: np.ndarray) -> list[np.ndarray]:
+    """APs of ``sets`` (one kernel call) from the key matrix of :func:`_key_matrix`."""
+    if not sets:
+        return []
+    width_p = max(s.pos.shape[1] for s in sets)
+    width_n = max(s.neg.shape[1] for s in sets)
+    pad = lambda a, w: np.pad(a, ((0, 0), (0, w - a.shape[1])), constant_values=-1)  # noqa: E731
+    ap = _stacked_aps(K, np.concatenate([s.query for s in sets]),
+                      np.concatenate([pad(s.pos, width_p) for s in sets]),
+                      np.concatenate([pad(s.neg, width_n) for s in sets]))
+    return np.split(ap, np.cumsum([s.n_draws for s in sets])[:-1])
+
+
+def _stacked_aps(K: np.ndarray, query: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """AP of every row of stacked draws (−1 padded member indices), key matrix ``K``."""
+    if not query.size:
+        return np.zeros(0)
+    return _ap_leading(K[query[:, None], pos], K[query[None, :], neg.T])
 
 
 def draw_aps(sets: list[DrawSet], S: np.ndarray) -> list[np.ndarray] | np.ndarray:
@@ -270,19 +409,7 @@ def draw_aps(sets: list[DrawSet], S: np.ndarray) -> list[np.ndarray] | np.ndarra
 
     Returns one array per set (a single array if one set is given).
     """
-    width_p = max(s.pos.shape[1] for s in sets)
-    width_n = max(s.neg.shape[1] for s in sets)
-    pad = lambda a, w: np.pad(a, ((0, 0), (0, w - a.shape[1])), constant_values=-1)  # noqa: E731
-    q = np.concatenate([s.query for s in sets])
-    members = np.concatenate(
-        [np.concatenate([pad(s.pos, width_p), pad(s.neg, width_n)], axis=1) for s in sets]
-    )
-    valid = members >= 0
-    sims = S[q[:, None], np.maximum(members, 0)]
-    is_pos = np.zeros(members.shape[1], bool)
-    is_pos[:width_p] = True
-    ap = average_precision(sims, is_pos, valid) if q.size else np.zeros(0)
-    out = np.split(ap, np.cumsum([s.n_draws for s in sets])[:-1])
+    out = _draw_aps_keys(list(sets), _key_matrix(np.asarray(S, np.float64)))
     return out[0] if len(sets) == 1 else out
 
 
@@ -335,6 +462,51 @@ def _dose_sort_key(v) -> tuple:
             return (0, float(v), str(v))
         except (TypeError, ValueError):
             return (1, 0.0, str(v))
+
+
+def _first_moa(sub: pl.DataFrame, ctrl: pl.Series, cols: ActivityColumns) -> dict:
+    """Compound → its first non-null moa in the condition (None if it has none)."""
+    out: dict = {}
+    for c, mo, is_ctrl in zip(sub[cols.compound].to_list(), sub[cols.moa].to_list(),
+                              ctrl.to_list()):
+        if mo is not None and not is_ctrl and c not in out:
+            out[c] = mo
+    return out
+
+
+def _set_stats(aps: list[np.ndarray], ci: float) -> dict[str, np.ndarray]:
+    """Per draw set: mean, sd (ddof 1), var (ddof 1), percentile interval, n (finite APs).
+
+    One call per condition over all its sets (same values as :func:`_stats` / :func:`map_es`
+    set by set: row reductions of a stacked matrix use numpy's same per-row algorithms); sets of
+    unequal sizes or with non-finite APs take the per-set path.
+    """
+    n = len(aps)
+    if n and len({a.size for a in aps}) == 1 and aps[0].size > 1:
+        A = np.stack(aps)
+        if np.isfinite(A).all():
+            lo, hi = np.percentile(A, [50 * (1 - ci), 50 * (1 + ci)], axis=1)
+            var = A.var(axis=1, ddof=1)
+            return dict(mean=A.mean(axis=1), sd=np.sqrt(var), var=var, lo=lo, hi=hi,
+                        n=np.full(n, A.shape[1]), rows=None)
+    out = {k: np.full(n, np.nan) for k in ("mean", "sd", "var", "lo", "hi")}
+    out["n"] = np.zeros(n, np.int64)
+    out["rows"] = aps
+    for i, a in enumerate(aps):
+        out["mean"][i], out["sd"][i], out["lo"][i], out["hi"][i] = _stats(a, ci)
+    return out
+
+
+def _es(st: dict, i: int, j: int) -> float:
+    """mAP-ES of set i vs null set j from :func:`_set_stats` (= :func:`map_es` of their APs)."""
+    if st["rows"] is not None:
+        return map_es(st["rows"][i], st["rows"][j])
+    na, nb = int(st["n"][i]), int(st["n"][j])
+    diff = st["mean"][i] - st["mean"][j]
+    sp = np.sqrt(((na - 1) * st["var"][i] + (nb - 1) * st["var"][j]) / (na + nb - 2))
+    if sp == 0:
+        return 0.0 if diff == 0 else float(np.sign(diff) * np.inf)
+    return float(diff / sp)
 
 
 def _stats(aps: np.ndarray, ci: float) -> tuple[float, float, float, float]:
@@ -401,59 +573,55 @@ def compute_activity(
         )
         k_neg = _condition_n_neg(sub, ctrl.to_numpy(), n_neg, cols)
         ix = _ConditionIndex(sub, cols)
-        sets = [
-            draw_sets(ix, c, _rng(seed, dose, tp, c), n_pos, k_neg, n_draws, cols=cols)
-            for c in compounds
-        ]
+        plans = [_plan(ix, c, n_pos, k_neg, None) for c in compounds]
         # one null per (rule, list size) a compound used: compound and null lists match in size
-        modes = sorted({(s.fallback, s.pos.shape[1]) for s in sets if s.n_draws})
-        nulls = {
-            (fb, kp): draw_sets(ix, None, _rng(seed, dose, tp, "__null__", fb, kp), kp, k_neg,
-                                n_draws, fallback=fb, cols=cols)
-            for fb, kp in modes
-        }
-        null_list = [nulls[fb] for fb in modes]
-        all_sets = [s for s in sets + null_list if s.n_draws]
-        aps_all = draw_aps(all_sets, S) if all_sets else []
-        if len(all_sets) == 1:
-            aps_all = [aps_all]
-        it = iter(aps_all)
-        ap_of = {id(s): next(it) for s in all_sets}
-        get = lambda s: ap_of.get(id(s), np.zeros(0))  # noqa: E731
+        modes = sorted({(p.fallback, p.n_pos) for p in plans if p.Qv.size})
+        plans += [_plan(ix, None, kp, k_neg, fb) for fb, kp in modes]
+        rngs = [_rng(seed, dose, tp, c) for c in compounds] + [
+            _rng(seed, dose, tp, "__null__", fb, kp) for fb, kp in modes]
+        drawn, q_all, pos_all, neg_all = _draw_planned(ix, plans, rngs, n_draws)
+        sets, null_list = drawn[: len(compounds)], drawn[len(compounds):]
+        nulls = dict(zip(modes, null_list))
+        all_sets = [s for s in drawn if s.n_draws]
+        aps_all = np.split(_stacked_aps(_key_matrix(S), q_all, pos_all, neg_all),
+                           np.cumsum([s.n_draws for s in all_sets])[:-1]) if all_sets else []
+        st = _set_stats(aps_all, ci)
+        pos_of = {id(s): i for i, s in enumerate(all_sets)}
+        null_rows_at = {}
         for fb, kp in modes:
             ds = nulls[(fb, kp)]
-            a = get(ds)
-            m, sd, lo, hi = _stats(a, ci)
+            i = pos_of.get(id(ds))
+            m, sd, lo, hi = (np.nan,) * 4 if i is None else (
+                float(st["mean"][i]), float(st["sd"][i]), float(st["lo"][i]), float(st["hi"][i]))
+            null_rows_at[(fb, kp)] = i
             null_rows.append(dict(
                 dose=dose, timepoint=tp, fallback=fb, null_mean=m, null_sd=sd, null_ci_low=lo,
                 null_ci_high=hi, n_draws=ds.n_draws, n_queries=ds.n_queries,
-                n_pos=int(ds.n_pos_used.min()) if ds.n_draws else 0,
-                n_neg=int(ds.n_neg_used.min()) if ds.n_draws else 0,
+                n_pos=ds.pos.shape[1] if ds.n_draws else 0,
+                n_neg=ds.neg.shape[1] if ds.n_draws else 0,
             ))
             if keep_draws and ds.n_draws:
-                draw_frames.append(_draw_frame(dose, tp, None, fb, ds, a))
-        moa = {}
-        if has_moa:
-            for c, mo in sub.filter(~ctrl).group_by(cols.compound).agg(
-                pl.col(cols.moa).drop_nulls().first()
-            ).iter_rows():
-                moa[c] = mo
+                draw_frames.append(_draw_frame(dose, tp, None, fb, ds, aps_all[i]))
+        moa = _first_moa(sub, ctrl, cols) if has_moa else {}
         for c, ds in zip(compounds, sets):
-            a = get(ds)
-            m, sd, lo, hi = _stats(a, ci)
-            null_a = get(nulls[(ds.fallback, ds.pos.shape[1])]) if ds.n_draws else np.zeros(0)
-            es = map_es(a, null_a) if ds.n_draws else np.nan
+            i = pos_of.get(id(ds))
+            if i is None:
+                m = sd = lo = hi = null_mean = es = np.nan
+            else:
+                j = null_rows_at[(ds.fallback, ds.pos.shape[1])]
+                m, sd, lo, hi = (float(st[k][i]) for k in ("mean", "sd", "lo", "hi"))
+                null_mean = float(st["mean"][j]) if j is not None else np.nan
+                es = _es(st, i, j) if j is not None else np.nan
             act_rows.append(dict(
                 compound=c, dose=dose, timepoint=tp, moa=moa.get(c), map_mean=m, map_sd=sd,
-                map_ci_low=lo, map_ci_high=hi,
-                null_mean=float(null_a.mean()) if null_a.size else np.nan,
+                map_ci_low=lo, map_ci_high=hi, null_mean=null_mean,
                 map_es=es, active=bool(np.isfinite(es) and es >= threshold),
                 fallback=ds.fallback, n_draws=ds.n_draws, n_queries=ds.n_queries,
-                n_pos=int(ds.n_pos_used.min()) if ds.n_draws else 0,
-                n_neg=int(ds.n_neg_used.min()) if ds.n_draws else 0,
+                n_pos=ds.pos.shape[1] if ds.n_draws else 0,
+                n_neg=ds.neg.shape[1] if ds.n_draws else 0,
             ))
             if keep_draws and ds.n_draws:
-                draw_frames.append(_draw_frame(dose, tp, c, ds.fallback, ds, a))
+                draw_frames.append(_draw_frame(dose, tp, c, ds.fallback, ds, aps_all[i]))
     dose_t = df.schema[cols.dose]
     tp_t = df.schema[cols.timepoint]
     act_schema = {

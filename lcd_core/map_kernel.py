@@ -79,11 +79,7 @@ def average_precision(
     if np.ndim(is_positive) == 1 and sim.shape[0] > 0:
         cols = np.flatnonzero(np.asarray(is_positive, bool))
         if cols.size * 4 <= sim.shape[1] or cols.size <= 8:
-            step = max(1, 2**24 // max(1, cols.size * sim.shape[1]))  # bound the (m, P, L) mask
-            return np.concatenate([
-                _ap_few_positives(key[i:i + step], pos[i:i + step], cols)
-                for i in range(0, sim.shape[0], step)
-            ])
+            return _ap_few_positives(key, pos, cols)
     order = np.argsort(key, axis=1, kind="stable")
     rel = np.take_along_axis(pos, order, axis=1)
     tp = np.cumsum(rel, axis=1, dtype=np.int64)
@@ -102,18 +98,71 @@ def _ap_few_positives(key: np.ndarray, pos: np.ndarray, cols: np.ndarray) -> np.
     (O(m · P · L) comparisons instead of an O(m · L log L) sort).
     """
     m, L = key.shape
-    kp = key[:, cols]  # (m, P) keys of the positive columns (inf where padded)
-    j = np.arange(L)
-    before = (key[:, None, :] < kp[:, :, None]) | (
-        (key[:, None, :] == kp[:, :, None]) & (j[None, None, :] < cols[None, :, None])
-    )  # (m, P, L): entry j ranks above positive column i
-    finite = np.isfinite(key)
-    rank = 1 + (before & finite[:, None, :]).sum(axis=2)
-    tp = 1 + (before[:, :, cols] & pos[:, None, cols]).sum(axis=2)
-    valid_pos = pos[:, cols]
-    n_pos = valid_pos.sum(axis=1)
+    ncols = np.setdiff1d(np.arange(L), cols)
+    return _ap_columns(key[:, cols], key[:, ncols], pos[:, cols], cols, ncols, finite_only=True)
+
+
+def _ap_leading(key_pos: np.ndarray, key_neg_t: np.ndarray) -> np.ndarray:
+    """AP of rank lists given as the keys (``1 − sim``; ``inf`` = padding) of their positives
+    ``key_pos`` (m, P) and negatives ``key_neg_t`` (N, m) — transposed, so the counts below are
+    vectorised over the m lists —, positives listed first (copairs' tie order).
+
+    Same values as :func:`_ap_columns` (and the sort path): with positives first, a negative ranks
+    before positive i iff its key is strictly smaller, positive j before positive i iff
+    ``key_j < key_i`` (``≤`` for j < i); padding (``inf``) is never before a valid positive.
+    Terms are summed over the positives in column order, like ``(…).sum(axis=1)``.
+    """
+    m, P = key_pos.shape
+    kp = np.ascontiguousarray(key_pos.T)  # (P, m)
+    vp = np.isfinite(kp)
+    out = np.zeros(m, np.float64)
+    for i in range(P):
+        a = kp[i]
+        tp = np.ones(m, np.int64)
+        for j in range(P):
+            if j != i:
+                tp += ((kp[j] <= a) if j < i else (kp[j] < a)) & vp[j]
+        rank = tp + (key_neg_t < a).sum(axis=0)
+        term = np.where(vp[i], tp / rank, 0.0)
+        out = term if i == 0 else out + term
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(valid_pos, tp / rank, 0.0).sum(axis=1) / n_pos
+        return out / vp.sum(axis=0)
+
+
+def _ap_columns(kp: np.ndarray, kn: np.ndarray, valid_pos: np.ndarray, pcols: np.ndarray,
+                ncols: np.ndarray, finite_only: bool = False) -> np.ndarray:
+    """Core of the no-sort AP: keys of the positives ``kp`` (m, P) at list columns ``pcols`` and
+    of the negatives ``kn`` (m, N) at ``ncols``; padding / unusable entries have key ``inf``.
+
+    rank_i = 1 + #{entries ranked before positive i}, tp_i = 1 + #{valid positives before i};
+    an ``inf`` entry is never before a finite (valid) positive, so padding needs no mask.
+    ``finite_only``: also ignore ``-inf`` / NaN entries (rows may hold non-finite similarities).
+    """
+    m, P = kp.shape
+    out = np.empty(m, np.float64)
+    # bound the (rows, P, N) comparison block
+    step = max(1, 2**22 // max(1, P * max(kn.shape[1], P)))
+    tie_neg = bool(ncols.size and pcols.size and ncols.min() < pcols.max())
+    earlier_p = pcols[None, :] < pcols[:, None]  # (P, P): positive j is left of positive i
+    for s in range(0, m, step):
+        a, b = kp[s:s + step], kn[s:s + step]
+        before_n = b[:, None, :] < a[:, :, None]  # (r, P, N)
+        if tie_neg:
+            before_n |= (b[:, None, :] == a[:, :, None]) & (ncols[None, :] < pcols[:, None])
+        before_p = (a[:, None, :] < a[:, :, None]) | (
+            (a[:, None, :] == a[:, :, None]) & earlier_p)  # (r, P, P): positive j before i
+        if finite_only:  # rank counts finite entries, tp valid positives (the sort path's rule)
+            before_n &= np.isfinite(b)[:, None, :]
+            tp = 1 + (before_p & valid_pos[s:s + step, None, :]).sum(axis=2)
+            rank = 1 + (before_p & np.isfinite(a)[:, None, :]).sum(axis=2) + before_n.sum(axis=2)
+        else:  # valid positive == finite key
+            before_p &= valid_pos[s:s + step, None, :]
+            tp = 1 + before_p.sum(axis=2)
+            rank = tp + before_n.sum(axis=2)
+        vp = valid_pos[s:s + step]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[s:s + step] = np.where(vp, tp / rank, 0.0).sum(axis=1) / vp.sum(axis=1)
+    return out
 
 
 def cohens_d(a: np.ndarray, b: np.ndarray) -> float:
