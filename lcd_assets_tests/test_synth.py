@@ -13,7 +13,14 @@ import tifffile
 from scipy import ndimage as ndi
 
 from lcd_core.synth import generate_screen, make_spec, render_masks
-from lcd_core.synth.design import MOAS, make_compounds
+from lcd_core.synth.design import (
+    _MOA_CORE,
+    MOAS,
+    holdout_layout_keys,
+    make_compounds,
+    make_layouts,
+    training_layout_keys,
+)
 
 NS = "{http://www.perkinelmer.com/PEHH/HarmonyV5}"
 
@@ -56,7 +63,7 @@ def _stack(res, fov_row: dict) -> np.ndarray:
 
 def test_small_preset_generates(screen):
     spec = screen.spec
-    assert screen.n_measurements == 2 * 2 * 2 == len(screen.measurement_dirs)
+    assert screen.n_measurements == 2 * (2 + 1) * 2 == len(screen.measurement_dirs)  # 2 training + 1 holdout layout
     assert screen.n_images == spec.n_images
     for d in screen.measurement_dirs:
         assert (d / "Images" / "Index.idx.xml").exists()
@@ -84,8 +91,24 @@ def test_deterministic_same_seed(screen, screen_same, tmp_path):
         assert a.equals(b), t
     for m in ("compounds.csv", "layouts.csv", "registry.csv", "screen.json"):
         assert (screen.metadata_dir / m).read_bytes() == (screen_same.metadata_dir / m).read_bytes()
+    # the holdout plates too
+    h0 = [d for d in screen.measurement_dirs if "-L03__" in d.name]
+    h1 = [d for d in screen_same.measurement_dirs if "-L03__" in d.name]
+    assert len(h0) == 4 and [d.name for d in h0] == [d.name for d in h1]
+    for n in sorted(p.name for p in (h0[-1] / "Images").glob("*.tiff"))[:6]:
+        assert (h0[-1] / "Images" / n).read_bytes() == (h1[-1] / "Images" / n).read_bytes()
     # a different seed differs (one measurement only, to stay fast)
-    other = generate_screen(tmp_path, "small", seed=1, n_layouts=1, replica_doses_um=(10.0,), timepoints_h=(4,), workers=1)
+    other = generate_screen(
+        tmp_path,
+        "small",
+        seed=1,
+        n_layouts=1,
+        replica_doses_um=(10.0,),
+        timepoints_h=(4,),
+        holdout_compounds_per_moa=0,
+        workers=1,
+    )
+    assert other.n_measurements == 1
     img0 = sorted((screen.measurement_dirs[0] / "Images").glob("*.tiff"))[0]
     img1 = other.measurement_dirs[0] / "Images" / img0.name
     if img1.exists():
@@ -98,7 +121,9 @@ def test_deterministic_same_seed(screen, screen_same, tmp_path):
 def test_metadata_formats(screen):
     md = screen.metadata_dir
     comp = pl.read_csv(md / "compounds.csv")
-    assert comp.columns == ["compound", "moa", "smiles"]
+    assert comp.columns == ["compound", "moa", "smiles", "set"]
+    assert set(comp["set"]) == {"training", "holdout", "control"}
+    assert comp.filter(pl.col("compound") == "DMSO")["set"].to_list() == ["control"]
     assert "DMSO" in comp["compound"].to_list()
     assert comp.filter(pl.col("compound") == "DMSO")["moa"].null_count() == 1
     assert comp["smiles"].n_unique() == comp.height
@@ -126,9 +151,12 @@ def test_metadata_formats(screen):
 
 def test_every_layout_has_every_compound(screen):
     lay = pl.read_csv(screen.metadata_dir / "layouts.csv")
-    compounds = set(pl.read_csv(screen.metadata_dir / "compounds.csv")["compound"]) - {"DMSO"}
+    comp = pl.read_csv(screen.metadata_dir / "compounds.csv")
+    sets = {s: set(comp.filter(pl.col("set") == s)["compound"]) for s in ("training", "holdout")}
+    assert sorted(lay["layout"].unique()) == ["L01", "L02", "L03"]
     for (layout,), g in lay.group_by(["layout"]):
-        assert set(g.filter(pl.col("role") == "treatment")["compound"]) == compounds, layout
+        expected = sets["holdout"] if layout in holdout_layout_keys(screen.spec) else sets["training"]
+        assert set(g.filter(pl.col("role") == "treatment")["compound"]) == expected, layout
         assert g.filter(pl.col("compound") == "DMSO").height >= screen.spec.control_wells
         assert g["well"].n_unique() == g.height
         assert (g["role"] == "negative_control").sum() == (g["compound"] == "DMSO").sum()
@@ -146,7 +174,9 @@ def test_index_lists_every_tiff(screen):
         assert root.tag == f"{NS}EvaluationInputData"
         urls = {e.findtext(f"{NS}URL") for e in root.iter(f"{NS}Image") if e.find(f"{NS}URL") is not None}
         files = {p.name for p in (d / "Images").glob("*.tiff")}
-        assert urls == files and len(files) == screen.spec.wells_per_layout * 2 * 3
+        holdout = any(f"-{k}__" in d.name for k in holdout_layout_keys(screen.spec))
+        n_wells = screen.spec.holdout_wells_per_layout if holdout else screen.spec.wells_per_layout
+        assert urls == files and len(files) == n_wells * 2 * 3
         types = {e.findtext(f"{NS}ChannelType") for e in root.iter(f"{NS}Image") if e.find(f"{NS}URL") is not None}
         assert types == {"Brightfield"}
         zs = sorted({float(e.findtext(f"{NS}PositionZ")) for e in root.iter(f"{NS}Image") if e.find(f"{NS}URL") is not None})
@@ -278,7 +308,15 @@ def test_render_masks_and_truth_tables(screen):
 
 def test_spec_knobs_and_presets():
     demo = make_spec("demo")
-    assert demo.n_measurements == 40 and demo.wells_per_layout == 54 and demo.n_compounds == 22
+    assert demo.n_measurements == 50 and demo.wells_per_layout == 54 and demo.n_compounds == 22
+    assert demo.n_holdout_compounds == 10 and demo.holdout_wells_per_layout == 42 and demo.n_holdout_layouts == 1
+    assert demo.n_images == 5 * 2 * (4 * 54 + 42) * 2 * 3
+    assert make_spec("demo", holdout_compounds_per_moa=0).n_measurements == 40
+    assert holdout_layout_keys(demo) == ["L05"] and training_layout_keys(demo) == ["L01", "L02", "L03", "L04"]
+    with pytest.raises(ValueError):
+        make_spec("demo", holdout_unknown_moa=11)
+    with pytest.raises(ValueError):
+        make_spec("demo", holdout_layouts=0)
     assert demo.replica_doses_um == (0.156, 0.625, 2.5, 10.0, 10.0)
     small = make_spec("small")
     assert small.n_compounds == 12 and small.control_wells == 8
@@ -290,3 +328,142 @@ def test_spec_knobs_and_presets():
 
 def test_paths_are_paths(screen):
     assert isinstance(screen.out, Path) and screen.inbox.is_dir() and screen.metadata_dir.is_dir()
+
+
+# --------------------------------------------------------------------------------------------
+# holdout compound set
+# --------------------------------------------------------------------------------------------
+
+
+def test_holdout_compounds_share_classes_and_sit_on_their_own_layouts(screen):
+    spec = screen.spec
+    md = screen.metadata_dir
+    comp = pl.read_csv(md / "compounds.csv")
+    truth = pl.read_parquet(screen.truth_dir / "compounds.parquet")
+    assert {"set", "moa_listed"} <= set(truth.columns)
+    hold = truth.filter(pl.col("set") == "holdout")
+    train = truth.filter(pl.col("set") == "training")
+    assert hold.height == spec.n_holdout_compounds == 10
+    assert all(n.split("-")[-1].startswith("H") for n in hold["compound"])
+    assert not set(hold["compound"]) & set(train["compound"])
+    assert not set(hold["smiles"]) & set(train["smiles"])
+    # same ten classes, same chemotypes, own potencies
+    assert set(hold["moa"]) == set(MOAS) <= set(train["moa"])
+    for row in hold.iter_rows(named=True):
+        assert _MOA_CORE[row["moa"]] in row["smiles"]
+    assert hold["ec50_um"].is_not_null().all() and hold["ec50_um"].n_unique() == hold.height
+    assert set(comp.filter(pl.col("set") == "holdout")["compound"]) == set(hold["compound"])
+    # holdout compounds only on holdout layouts, training compounds never there
+    lay = pl.read_csv(md / "layouts.csv")
+    hl = holdout_layout_keys(spec)
+    assert hl == ["L03"]
+    on = lay.filter(pl.col("compound").is_in(hold["compound"].to_list()))
+    assert set(on["layout"]) == set(hl)
+    assert on.group_by("compound").len()["len"].to_list() == [spec.wells_per_compound] * hold.height
+    assert not lay.filter(pl.col("layout").is_in(hl) & pl.col("compound").is_in(train["compound"].to_list())).height
+    # enough DMSO on every holdout layout to normalise it on its own
+    for lk in hl:
+        g = lay.filter(pl.col("layout") == lk)
+        assert (g["compound"] == "DMSO").sum() == spec.control_wells
+        assert g.height == spec.holdout_wells_per_layout
+    # imaged in every replica at every timepoint
+    reg = pl.read_csv(md / "registry.csv")
+    assert sorted(reg.filter(pl.col("layout") == "L03")["replica"]) == ["R01", "R02"]
+    fovs = _fovs(screen).filter(pl.col("layout") == "L03")
+    assert fovs.group_by("plate", "timepoint").len().height == spec.n_replicas * len(spec.timepoints_h)
+    assert set(fovs["compound"]) == set(hold["compound"]) | {"DMSO"}
+    # conditions cover the holdout compounds
+    cond = pl.read_parquet(screen.truth_dir / "conditions.parquet")
+    hc = cond.filter(pl.col("set") == "holdout")
+    assert set(hc["compound"]) == set(hold["compound"])
+    assert hc.height == hold.height * len(set(spec.replica_doses_um)) * len(spec.timepoints_h)
+    summary = json.loads((screen.truth_dir / "truth.json").read_text())
+    assert summary["holdout_layouts"] == hl and summary["training_layouts"] == ["L01", "L02"]
+
+
+def test_unknown_moa_holdout_compounds(screen):
+    md = screen.metadata_dir
+    truth = pl.read_parquet(screen.truth_dir / "compounds.parquet")
+    hidden = truth.filter((pl.col("set") == "holdout") & pl.col("moa_listed").is_null())
+    assert hidden.height == screen.spec.holdout_unknown_moa == 1
+    assert hidden["moa"].is_in(list(MOAS)).all()  # the truth knows the class
+    names = hidden["compound"].to_list()
+    comp = pl.read_csv(md / "compounds.csv")
+    assert comp.filter(pl.col("compound").is_in(names))["moa"].null_count() == len(names)
+    lay = pl.read_csv(md / "layouts.csv")
+    assert lay.filter(pl.col("compound").is_in(names))["moa"].null_count() == screen.spec.wells_per_compound * len(names)
+    # every other holdout compound is listed with its true class
+    listed = truth.filter((pl.col("set") == "holdout") & pl.col("moa_listed").is_not_null())
+    assert (listed["moa"] == listed["moa_listed"]).all()
+    shown = dict(zip(comp["compound"], comp["moa"]))
+    assert all(shown[c] == m for c, m in zip(listed["compound"], listed["moa"]))
+
+
+def test_platemap_loads_screen_with_holdout(screen):
+    from lcd_core.platemap import load_screen
+
+    s = load_screen(screen.metadata_dir)
+    assert sorted(s.layouts["layout"].unique()) == ["L01", "L02", "L03"]
+    assert "R02-L03" in s.plates() and len(s.plates()) == 6
+    assert s.compounds.height == pl.read_csv(screen.metadata_dir / "compounds.csv").height
+
+
+def _training_digest(preset: str, seed: int, **overrides) -> str:
+    """Digest of the training compounds (potencies, SMILES) and training layouts."""
+    import hashlib
+
+    from lcd_core.keys import layout_key
+
+    spec = make_spec(preset, **overrides)
+    compounds = make_compounds(spec, seed)
+    layouts = make_layouts(spec, compounds, seed)
+    lines = [
+        f"{c.name}|{c.moa}|{c.smiles}|{c.ec50_um}|{c.hill}|{c.max_effect}|{c.onset_h}|{c.moa_secondary}|{c.ec50_secondary_um}"
+        for c in compounds
+        if c.compound_set == "training"
+    ]
+    lines += [f"{w.layout}|{w.well}|{w.compound}" for li in range(1, spec.n_layouts + 1) for w in layouts[layout_key(li)]]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+# recorded with the generator as it was before the holdout set existed
+_TRAINING_DIGESTS = {
+    ("demo", 0): "a4346391d6764511a3f5a66dcb10f21240b2f4a9cbfa5a17df268ed4bc771592",
+    ("small", 0): "f0e52b910f33e2c7aba2888cc03a9a7b229e21aa2b384be7d6c5c6086d300252",
+    ("small", 7): "c7ad8ee402a1d3019c34ce6c2a7498503577d39547a6780543c548d4a42d322b",
+}
+
+
+@pytest.mark.parametrize("overrides", [{}, {"holdout_compounds_per_moa": 0}, {"holdout_compounds_per_moa": 3, "holdout_layouts": 2, "holdout_unknown_moa": 5}])
+def test_training_design_unchanged_by_holdout(overrides):
+    for (preset, seed), digest in _TRAINING_DIGESTS.items():
+        assert _training_digest(preset, seed, **overrides) == digest, (preset, seed, overrides)
+
+
+def test_training_plates_unchanged_by_holdout(screen, tmp_path):
+    """Replica R01 at 4 h without a holdout set: byte-identical to the same plates with one."""
+    res = generate_screen(
+        tmp_path, "small", seed=0, replica_doses_um=(0.625,), timepoints_h=(4,), holdout_compounds_per_moa=0, workers=1
+    )
+    assert res.n_measurements == 2 and not holdout_layout_keys(res.spec)
+    for d in res.measurement_dirs:
+        twin = next(x for x in screen.measurement_dirs if x.name == d.name)
+        names = sorted(p.name for p in (d / "Images").iterdir())
+        assert names == sorted(p.name for p in (twin / "Images").iterdir())
+        for n in names:
+            assert (d / "Images" / n).read_bytes() == (twin / "Images" / n).read_bytes(), (d.name, n)
+    md0, md1 = res.metadata_dir, screen.metadata_dir
+    lay0 = pl.read_csv(md0 / "layouts.csv")
+    assert lay0.equals(pl.read_csv(md1 / "layouts.csv").filter(pl.col("layout").is_in(["L01", "L02"])))
+    comp0 = pl.read_csv(md0 / "compounds.csv")
+    assert set(comp0["set"]) == {"training", "control"}
+    assert comp0.equals(pl.read_csv(md1 / "compounds.csv").filter(pl.col("set") != "holdout"))
+    reg0 = pl.read_csv(md0 / "registry.csv")
+    assert reg0.equals(pl.read_csv(md1 / "registry.csv").filter(pl.col("barcode").is_in(reg0["barcode"].to_list())))
+    t0 = pl.read_parquet(res.truth_dir / "compounds.parquet").drop("is_active_anywhere")
+    t1 = pl.read_parquet(screen.truth_dir / "compounds.parquet").drop("is_active_anywhere")
+    assert t0.equals(t1.filter(pl.col("set") == "training"))
+    keys = ["barcode", "timepoint", "well", "field"]
+    f0 = _fovs(res).sort(keys)
+    f1 = _fovs(screen).filter(pl.col("barcode").is_in(f0["barcode"].to_list()) & (pl.col("timepoint_h") == 4)).sort(keys)
+    assert f0.equals(f1)

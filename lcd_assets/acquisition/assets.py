@@ -22,7 +22,7 @@ from lcd_core import acquisition as acq
 from lcd_core.embed import aggregate_embeddings, embed_batches
 from lcd_core.inbox import resolve_partition
 from lcd_core.phenix import read_index
-from lcd_core.tiles import preprocess_stack, render_preview, render_tile_strip
+from lcd_core.tiles import preprocess_stack, render_preview, render_tile_strip, tile_grid
 from lcd_core.vit import describe_checkpoint, load_checkpoint
 
 GROUP = "acquisition"
@@ -149,7 +149,8 @@ MAX_EMPTY_FOV_FRACTION = 0.25
     ],
     description=(
         "Brightfield FOVs cut into 224 × 224 tiles with the 3 z-planes as channels, after binning "
-        "and intensity normalisation; QC rejects empty, saturated and debris tiles with the reason. "
+        "and intensity normalisation; QC rejects saturated, debris, empty and out-of-focus tiles with "
+        "the reason (on synthetic screens `qc_vs_truth` scores QC against the planted artifacts). "
         "Table `tiles`: one row per tile (kept or not) with tile → FOV → well → plate → replica "
         "lineage. Pixels are not copied: tiling is deterministic and re-read from the TIFFs."
     ),
@@ -185,7 +186,13 @@ def tiles(
     reasons = Counter(r for r in table["qc_reason"].to_list() if r)
     empty_fovs = per_fov.filter(pl.col("kept") == 0).height
     grid_max = int(per_fov["n"].max()) if per_fov.height else 0
-    passed = per_fov.height > 0 and empty_fovs <= MAX_EMPTY_FOV_FRACTION * per_fov.height
+    size = int(index["size_y"].max()) // config.binning, int(index["size_x"].max()) // config.binning
+    grid_cap = len(tile_grid(*size, config.tile_size))
+    passed = (
+        per_fov.height > 0
+        and empty_fovs <= MAX_EMPTY_FOV_FRACTION * per_fov.height
+        and grid_max <= grid_cap
+    )
     meta = {
         "fovs": per_fov.height,
         "tiles": table.height,
@@ -227,7 +234,8 @@ def tiles(
                 passed=bool(passed),
                 severity=dg.AssetCheckSeverity.ERROR,
                 description=f"{empty_fovs} of {per_fov.height} FOVs have no kept tile",
-                metadata={"fovs_without_tiles": empty_fovs, "max_tiles_per_fov": grid_max},
+                metadata={"fovs_without_tiles": empty_fovs, "max_tiles_per_fov": grid_max,
+                          "grid_capacity": grid_cap},
             )
         ],
     )

@@ -144,7 +144,7 @@ def _rng(seed: int, *parts: object) -> np.random.Generator:
 
 @dataclass(frozen=True)
 class ScreenSpec:
-    """Size, biology and technical knobs of a synthetic screen (all have defaults = ``demo``).
+    """Size, biology and technical knobs of a synthetic screen (defaults = ``demo`` except the holdout knobs).
 
     Design
         name: screen name written to ``screen.json``.
@@ -161,6 +161,22 @@ class ScreenSpec:
         control_wells: DMSO wells per layout (role ``negative_control``).
         min_control_wells: written to ``screen.json``; ``None`` = ``control_wells``.
         avoid_edge_wells: keep outer rows/columns empty (edge effects).
+    Holdout compound set (SPEC.md §2: other compounds of the same ten MoA classes, on their own
+    layouts; the paper's holdout set has 89 compounds on 4 layouts, some with unknown MoA)
+        holdout_compounds_per_moa: holdout compounds of each of the ten MoAs (``AURK-H1`` …), with
+            the same MoA morphology programs, their own potencies (drawn like the training ones) and
+            SMILES of the MoA's chemotype (distinct strings). 0 (the ``ScreenSpec`` default) = no
+            holdout set; the ``demo`` and ``small`` presets use 1.
+        holdout_layouts: layouts of the holdout set; they continue the layout numbering after the
+            ``n_layouts`` training layouts (L05 … for 4 training layouts), each holds every holdout
+            compound (``wells_per_compound`` wells) and ``control_wells`` DMSO wells, and they are
+            imaged in every replica at every timepoint like training layouts. Ignored (no holdout
+            layouts) when ``holdout_compounds_per_moa`` is 0.
+        holdout_unknown_moa: how many holdout compounds are listed with an *empty* moa in
+            compounds.csv / layouts.csv ("unknown MoA", to be predicted); the truth keeps their
+            class (at most one per MoA while possible). Default 0; ``demo`` / ``small`` use 1.
+            Ignored without holdout compounds, so ``holdout_compounds_per_moa=0`` alone turns the
+            holdout set off in any preset.
     Imaging
         fields: FOVs per well (``FieldID`` 1..n; field positions are fixed per field index).
         image_size: pixels per side of every plane (already binned: the demo's 224 px at
@@ -220,6 +236,9 @@ class ScreenSpec:
     control_wells: int = 32
     min_control_wells: int | None = None
     avoid_edge_wells: bool = True
+    holdout_compounds_per_moa: int = 0
+    holdout_layouts: int = 1
+    holdout_unknown_moa: int = 0
     # imaging
     fields: int = 2
     image_size: int = 224
@@ -283,6 +302,19 @@ class ScreenSpec:
         n_wells = self.n_compounds * self.wells_per_compound + self.control_wells
         if n_wells > len(usable_wells(self)):
             raise ValueError(f"{n_wells} wells per layout do not fit the {len(usable_wells(self))} usable wells")
+        if self.holdout_compounds_per_moa < 0 or self.holdout_layouts < 0 or self.holdout_unknown_moa < 0:
+            raise ValueError("holdout_compounds_per_moa, holdout_layouts and holdout_unknown_moa must be >= 0")
+        if self.holdout_compounds_per_moa > 0 and self.holdout_layouts < 1:
+            raise ValueError("a holdout compound set needs holdout_layouts >= 1")
+        if self.holdout_compounds_per_moa > 0 and self.holdout_unknown_moa > self.n_holdout_compounds:
+            raise ValueError(
+                f"holdout_unknown_moa={self.holdout_unknown_moa} exceeds the {self.n_holdout_compounds} holdout compounds"
+            )
+        if self.n_holdout_layouts and self.holdout_wells_per_layout > len(usable_wells(self)):
+            raise ValueError(
+                f"{self.holdout_wells_per_layout} wells per holdout layout do not fit the "
+                f"{len(usable_wells(self))} usable wells"
+            )
 
     @property
     def n_compounds(self) -> int:
@@ -290,20 +322,42 @@ class ScreenSpec:
         return len(MOAS) * self.compounds_per_moa + self.n_polypharmacology + self.n_inactive
 
     @property
+    def n_holdout_compounds(self) -> int:
+        """Compounds of the holdout set (each on every holdout layout)."""
+        return len(MOAS) * self.holdout_compounds_per_moa
+
+    @property
+    def n_holdout_layouts(self) -> int:
+        """Holdout layouts actually generated (0 without holdout compounds)."""
+        return self.holdout_layouts if self.holdout_compounds_per_moa > 0 else 0
+
+    @property
+    def n_all_layouts(self) -> int:
+        """Training plus holdout layouts."""
+        return self.n_layouts + self.n_holdout_layouts
+
+    @property
     def n_replicas(self) -> int:
         return len(self.replica_doses_um)
 
     @property
     def wells_per_layout(self) -> int:
+        """Wells of a training layout."""
         return self.n_compounds * self.wells_per_compound + self.control_wells
 
     @property
+    def holdout_wells_per_layout(self) -> int:
+        """Wells of a holdout layout."""
+        return self.n_holdout_compounds * self.wells_per_compound + self.control_wells
+
+    @property
     def n_measurements(self) -> int:
-        return self.n_replicas * self.n_layouts * len(self.timepoints_h)
+        return self.n_replicas * self.n_all_layouts * len(self.timepoints_h)
 
     @property
     def n_images(self) -> int:
-        return self.n_measurements * self.wells_per_layout * self.fields * len(self.planes_um)
+        wells = self.n_layouts * self.wells_per_layout + self.n_holdout_layouts * self.holdout_wells_per_layout
+        return self.n_replicas * len(self.timepoints_h) * wells * self.fields * len(self.planes_um)
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -311,9 +365,10 @@ class ScreenSpec:
 
 #: Presets. ``demo`` runs the whole platform on 2 cores; ``small`` is for tests (seconds).
 #: Paper scale is e.g. ``generate_screen(out, "demo", n_layouts=8, timepoints_h=(4, 8, 12, 16, 20),
-#: fields=4, image_size=1080, control_wells=32, compounds_per_moa=8)`` (1080 px = 2×-binned 2160).
+#: fields=4, image_size=1080, control_wells=32, compounds_per_moa=8, holdout_compounds_per_moa=9,
+#: holdout_layouts=4, holdout_unknown_moa=8)`` (1080 px = 2×-binned 2160).
 PRESETS: dict[str, dict] = {
-    "demo": {},
+    "demo": dict(holdout_compounds_per_moa=1, holdout_layouts=1, holdout_unknown_moa=1),
     "small": dict(
         name="lcd-synth-small",
         replica_doses_um=(0.625, 10.0),
@@ -323,6 +378,9 @@ PRESETS: dict[str, dict] = {
         n_polypharmacology=1,
         n_inactive=1,
         control_wells=8,
+        holdout_compounds_per_moa=1,
+        holdout_layouts=1,
+        holdout_unknown_moa=1,
         fields=2,
         image_size=224,
     ),
@@ -370,6 +428,13 @@ class Compound:
     max_effect_secondary: float = 0.0
     onset_secondary_h: float = 1.0
     is_inactive: bool = False
+    compound_set: str = "training"  # "training" or "holdout"
+    moa_hidden: bool = False  # listed with an empty moa in the metadata although ``moa`` is known
+
+    @property
+    def moa_listed(self) -> str:
+        """The MoA written to compounds.csv / layouts.csv ("" = unknown)."""
+        return "" if self.moa_hidden else self.moa
 
     def effects(self, dose_um: float, t_h: float) -> tuple[float, float]:
         """(primary, secondary) applied effect magnitudes at a dose and time."""
@@ -402,33 +467,77 @@ def _smiles_for(core: str, rng: np.random.Generator, used: set[str]) -> str:
 
 
 def make_compounds(spec: ScreenSpec, seed: int) -> list[Compound]:
-    """The compound set: ``compounds_per_moa`` per MoA, polypharmacology, inactive (no DMSO).
+    """All compounds (no DMSO): the training set, then the holdout set (``make_holdout_compounds``).
 
-    Potencies are spread evenly (with jitter) over ``log10_ec50_range`` within each MoA, so every
-    MoA has potent and weak members and the low doses find only some compounds active.
+    Training set: ``compounds_per_moa`` per MoA, polypharmacology, inactive.  Potencies are spread
+    evenly (with jitter) over ``log10_ec50_range`` within each MoA, so every MoA has potent and weak
+    members and the low doses find only some compounds active.  The holdout set draws from its own
+    random streams after the training set, so the training set is the same with or without it.
     """
     used: set[str] = {DMSO_SMILES}
-    out: list[Compound] = []
+    out = _training_compounds(spec, seed, used)
+    return out + make_holdout_compounds(spec, seed, used)
+
+
+def _moa_compounds(
+    spec: ScreenSpec, rng: np.random.Generator, mi: int, moa: str, n: int, used: set[str], name_fmt: str, **extra
+) -> list[Compound]:
+    """``n`` compounds of one MoA with stratified potencies (offset per MoA) drawn from ``rng``."""
     lo, hi = spec.log10_ec50_range
+    # stratified potencies, offset per MoA so the classes are not all identical
+    u = (np.arange(n) + rng.uniform(0.15, 0.85, n)) / n
+    u = (u + (mi * 0.37) % 1.0 / max(n, 1)) % 1.0
+    log_ec50 = lo + (hi - lo) * rng.permutation(u)
+    return [
+        Compound(
+            name=name_fmt.format(prefix=MOA_PREFIX[moa], k=k + 1),
+            moa=moa,
+            smiles=_smiles_for(_MOA_CORE[moa], rng, used),
+            ec50_um=round(float(10 ** log_ec50[k]), 4),
+            hill=round(float(rng.uniform(*spec.hill_range)), 3),
+            max_effect=round(float(rng.uniform(*spec.max_effect_range) * spec.effect_scale), 3),
+            onset_h=round(MOA_ONSET_H[moa] * float(rng.uniform(0.8, 1.25)), 2),
+            **extra,
+        )
+        for k in range(n)
+    ]
+
+
+def make_holdout_compounds(spec: ScreenSpec, seed: int, used: set[str] | None = None) -> list[Compound]:
+    """The holdout set: ``holdout_compounds_per_moa`` per MoA (``AURK-H1`` …), ``compound_set="holdout"``.
+
+    Same MoA programs and chemotypes as the training set, own potencies and SMILES (distinct from
+    every SMILES in ``used``, which defaults to the training set's); ``holdout_unknown_moa`` of them,
+    chosen at random (at most one per MoA while possible), get ``moa_hidden=True``.
+    """
+    if spec.holdout_compounds_per_moa <= 0:
+        return []
+    if used is None:
+        used = {DMSO_SMILES}
+        _training_compounds(spec, seed, used)
+    out: list[Compound] = []
+    for mi, moa in enumerate(MOAS):
+        rng = _rng(seed, "holdout-compounds", moa)
+        out += _moa_compounds(
+            spec, rng, mi, moa, spec.holdout_compounds_per_moa, used, "{prefix}-H{k}", compound_set="holdout"
+        )
+    k = spec.holdout_unknown_moa
+    if k:
+        rng = _rng(seed, "holdout-unknown")
+        # round-robin over MoAs in a random order, so hidden labels spread over the classes
+        n = spec.holdout_compounds_per_moa
+        order = [m * n + j for j in rng.permutation(n) for m in rng.permutation(len(MOAS))]
+        hidden = set(order[:k])
+        out = [dataclasses.replace(c, moa_hidden=True) if i in hidden else c for i, c in enumerate(out)]
+    return out
+
+
+def _training_compounds(spec: ScreenSpec, seed: int, used: set[str]) -> list[Compound]:
+    """The training set (per-MoA compounds, polypharmacology, inactive); adds its SMILES to ``used``."""
+    out: list[Compound] = []
     for mi, moa in enumerate(MOAS):
         rng = _rng(seed, "compounds", moa)
-        n = spec.compounds_per_moa
-        # stratified potencies, offset per MoA so the classes are not all identical
-        u = (np.arange(n) + rng.uniform(0.15, 0.85, n)) / n
-        u = (u + (mi * 0.37) % 1.0 / max(n, 1)) % 1.0
-        log_ec50 = lo + (hi - lo) * rng.permutation(u)
-        for k in range(n):
-            out.append(
-                Compound(
-                    name=f"{MOA_PREFIX[moa]}-{k + 1}",
-                    moa=moa,
-                    smiles=_smiles_for(_MOA_CORE[moa], rng, used),
-                    ec50_um=round(float(10 ** log_ec50[k]), 4),
-                    hill=round(float(rng.uniform(*spec.hill_range)), 3),
-                    max_effect=round(float(rng.uniform(*spec.max_effect_range) * spec.effect_scale), 3),
-                    onset_h=round(MOA_ONSET_H[moa] * float(rng.uniform(0.8, 1.25)), 2),
-                )
-            )
+        out += _moa_compounds(spec, rng, mi, moa, spec.compounds_per_moa, used, "{prefix}-{k}")
     for primary, secondary, name in POLY_PAIRS[: spec.n_polypharmacology]:
         rng = _rng(seed, "poly", name)
         core = _MOA_CORE[primary] + _LINKS[1] + _MOA_CORE[secondary]
@@ -497,18 +606,37 @@ class WellAssignment:
 
 
 def make_layouts(spec: ScreenSpec, compounds: list[Compound], seed: int) -> dict[str, list[WellAssignment]]:
-    """``{"L01": [WellAssignment …], …}`` sorted by (row, col); random well positions per layout."""
+    """``{"L01": [WellAssignment …], …}`` sorted by (row, col); random well positions per layout.
+
+    Training layouts L01..L{n_layouts} hold every training compound; the holdout layouts that follow
+    (``holdout_layout_keys``) hold every holdout compound.  Both get ``wells_per_compound`` wells per
+    compound and ``control_wells`` DMSO wells.
+    """
     wells = usable_wells(spec)
-    names = [c.name for c in compounds for _ in range(spec.wells_per_compound)]
-    names += [CONTROL] * spec.control_wells
     out: dict[str, list[WellAssignment]] = {}
-    for li in range(1, spec.n_layouts + 1):
-        lk = layout_key(li)
-        rng = _rng(seed, "layout", lk)
-        pick = rng.choice(len(wells), size=len(names), replace=False)
-        assigned = [WellAssignment(lk, *wells[p], name) for p, name in zip(pick, rng.permutation(names))]
-        out[lk] = sorted(assigned, key=lambda w: (w.row, w.col))
+    sets = (
+        ("layout", training_layout_keys(spec), [c for c in compounds if c.compound_set != "holdout"]),
+        ("holdout-layout", holdout_layout_keys(spec), [c for c in compounds if c.compound_set == "holdout"]),
+    )
+    for stream, keys, members in sets:
+        names = [c.name for c in members for _ in range(spec.wells_per_compound)]
+        names += [CONTROL] * spec.control_wells
+        for lk in keys:
+            rng = _rng(seed, stream, lk)
+            pick = rng.choice(len(wells), size=len(names), replace=False)
+            assigned = [WellAssignment(lk, *wells[p], name) for p, name in zip(pick, rng.permutation(names))]
+            out[lk] = sorted(assigned, key=lambda w: (w.row, w.col))
     return out
+
+
+def training_layout_keys(spec: ScreenSpec) -> list[str]:
+    """``L01`` … ``L{n_layouts}``."""
+    return [layout_key(li) for li in range(1, spec.n_layouts + 1)]
+
+
+def holdout_layout_keys(spec: ScreenSpec) -> list[str]:
+    """The holdout layouts, numbered after the training layouts (``[]`` without a holdout set)."""
+    return [layout_key(li) for li in range(spec.n_layouts + 1, spec.n_all_layouts + 1)]
 
 
 @dataclass(frozen=True)
@@ -529,11 +657,12 @@ class Plate:
 
 
 def make_plates(spec: ScreenSpec) -> list[Plate]:
-    """One plate per replica × layout; replica r dosed (r−1) weeks after ``reference_date``."""
+    """One plate per replica × layout (training and holdout layouts); replica r dosed (r−1) weeks
+    after ``reference_date``, its plates 10 min apart in layout order."""
     t0 = datetime.fromisoformat(spec.reference_date)
     plates = []
     for ri, dose in enumerate(spec.replica_doses_um, start=1):
-        for li in range(1, spec.n_layouts + 1):
+        for li in range(1, spec.n_all_layouts + 1):
             rk, lk = replica_key(ri), layout_key(li)
             plates.append(
                 Plate(
@@ -648,13 +777,16 @@ __all__ = [
     "ScreenSpec",
     "WellAssignment",
     "field_offset",
+    "holdout_layout_keys",
     "make_compounds",
+    "make_holdout_compounds",
     "make_layouts",
     "make_plate_batches",
     "make_plates",
     "make_replica_batches",
     "make_spec",
     "stable_hash",
+    "training_layout_keys",
     "usable_wells",
 ]
 

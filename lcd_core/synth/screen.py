@@ -45,6 +45,7 @@ from lcd_core.synth.design import (
     ScreenSpec,
     WellAssignment,
     field_offset,
+    holdout_layout_keys,
     make_compounds,
     make_layouts,
     make_plate_batches,
@@ -52,6 +53,7 @@ from lcd_core.synth.design import (
     make_replica_batches,
     make_spec,
     stable_hash,
+    training_layout_keys,
 )
 
 BRIGHTFIELD_CHANNEL_ID = 1
@@ -108,16 +110,21 @@ def write_metadata(
     layouts: dict[str, list[WellAssignment]],
     plates: list[Plate],
 ) -> None:
-    """compounds.csv, layouts.csv, registry.csv, screen.json in the ARCHITECTURE.md formats."""
+    """compounds.csv, layouts.csv, registry.csv, screen.json in the ARCHITECTURE.md formats.
+
+    compounds.csv has an extra column ``set`` (``training`` / ``holdout`` / ``control`` for DMSO);
+    the moa of a compound is its *listed* moa (empty for unknown-MoA holdout compounds).
+    """
     meta_dir.mkdir(parents=True, exist_ok=True)
     by_name = {c.name: c for c in compounds}
     cdf = pl.DataFrame(
         {
             "compound": [c.name for c in compounds] + [CONTROL],
-            "moa": [c.moa or None for c in compounds] + [None],
+            "moa": [c.moa_listed or None for c in compounds] + [None],
             "smiles": [c.smiles for c in compounds] + [DMSO_SMILES],
+            "set": [c.compound_set for c in compounds] + ["control"],
         },
-        schema={"compound": pl.String, "moa": pl.String, "smiles": pl.String},
+        schema={"compound": pl.String, "moa": pl.String, "smiles": pl.String, "set": pl.String},
     )
     cdf.write_csv(meta_dir / "compounds.csv")
     rows = []
@@ -129,7 +136,7 @@ def write_metadata(
                     "layout": lk,
                     "well": w.well,
                     "compound": w.compound,
-                    "moa": (c.moa or None) if c else None,
+                    "moa": (c.moa_listed or None) if c else None,
                     "smiles": c.smiles if c else DMSO_SMILES,
                     "role": w.role,
                 }
@@ -451,6 +458,7 @@ def _condition_tables(spec: ScreenSpec, compounds: list[Compound]) -> tuple[pl.D
                 rows.append(
                     {
                         "compound": c.name,
+                        "set": c.compound_set,
                         "moa": c.moa,
                         "moa_secondary": c.moa_secondary,
                         "dose_um": float(d),
@@ -468,7 +476,9 @@ def _condition_tables(spec: ScreenSpec, compounds: list[Compound]) -> tuple[pl.D
     comp = pl.DataFrame(
         {
             "compound": [c.name for c in compounds],
+            "set": [c.compound_set for c in compounds],
             "moa": [c.moa for c in compounds],
+            "moa_listed": [c.moa_listed or None for c in compounds],
             "moa_secondary": [c.moa_secondary for c in compounds],
             "smiles": [c.smiles for c in compounds],
             "ec50_um": [c.ec50_um if math.isfinite(c.ec50_um) else None for c in compounds],
@@ -479,7 +489,12 @@ def _condition_tables(spec: ScreenSpec, compounds: list[Compound]) -> tuple[pl.D
             "max_effect_secondary": [c.max_effect_secondary for c in compounds],
             "onset_secondary_h": [c.onset_secondary_h if c.moa_secondary else None for c in compounds],
         },
-        schema_overrides={"ec50_um": pl.Float64, "ec50_secondary_um": pl.Float64, "onset_secondary_h": pl.Float64},
+        schema_overrides={
+            "ec50_um": pl.Float64,
+            "ec50_secondary_um": pl.Float64,
+            "onset_secondary_h": pl.Float64,
+            "moa_listed": pl.String,
+        },
     ).join(active, on="compound", how="left", maintain_order="left")
     return comp, cond
 
@@ -580,6 +595,10 @@ def generate_screen(out: Path | str, preset: str = "demo", seed: int = 0, **over
         "effect_model": "effect = max_effect * d^h/(d^h+ec50^h) * (1 - exp(-t/onset_h)); polypharmacology adds the "
         "secondary MoA's program with its own ec50 / max_effect / onset",
         "n_compounds": len(compounds),
+        "n_holdout_compounds": sum(c.compound_set == "holdout" for c in compounds),
+        "training_layouts": training_layout_keys(spec),
+        "holdout_layouts": holdout_layout_keys(spec),
+        "holdout_unknown_moa_compounds": [c.name for c in compounds if c.moa_hidden],
         "n_measurements": len(tasks),
         "n_fovs": fovs.height,
         "n_images": n_images,

@@ -2,13 +2,16 @@
 
 Files written to ``out/truth/`` (Parquet):
 
-* ``compounds.parquet``: one row per compound (DMSO excluded): ``compound, moa, moa_secondary,
-  smiles, ec50_um, hill, max_effect, onset_h, ec50_secondary_um, max_effect_secondary,
-  onset_secondary_h, is_active_anywhere`` (truly active in at least one dose × timepoint of the
-  screen).
-* ``conditions.parquet``: one row per compound × dose × timepoint of the screen: ``compound, moa,
-  moa_secondary, dose_um, dose, timepoint, timepoint_h, effect_primary, effect_secondary, effect,
-  truly_active``.  ``effect = max(effect_primary, effect_secondary)`` is the magnitude (0..1, a
+* ``compounds.parquet``: one row per compound (DMSO excluded), training and holdout set:
+  ``compound, set, moa, moa_listed, moa_secondary, smiles, ec50_um, hill, max_effect, onset_h,
+  ec50_secondary_um, max_effect_secondary, onset_secondary_h, is_active_anywhere`` (truly active
+  in at least one dose × timepoint of the screen).  ``set`` is ``training`` or ``holdout`` (the
+  holdout compounds sit only on the holdout layouts, see ``truth.json`` ``holdout_layouts``);
+  ``moa`` is the true class, ``moa_listed`` what compounds.csv / layouts.csv say (null for the
+  unknown-MoA holdout compounds and for an unlabelled inactive compound).
+* ``conditions.parquet``: one row per compound (training and holdout) × dose × timepoint of the
+  screen: ``compound, set, moa, moa_secondary, dose_um, dose, timepoint, timepoint_h,
+  effect_primary, effect_secondary, effect, truly_active``.  ``effect = max(effect_primary, effect_secondary)`` is the magnitude (0..1, a
   fraction of the MoA's full morphology program) actually applied; **rule**: a condition is
   ``truly_active`` iff ``effect >= ScreenSpec.active_threshold`` (0.15 by default: below that the
   population shift is smaller than the well-to-well variation of DMSO).
