@@ -9,6 +9,7 @@ from lcd_assets.acquisition.sensors import inbox_sensor_factory
 from lcd_assets.analysis import activity
 from lcd_assets.analysis import assets as analysis
 from lcd_assets.models import assets as models
+from lcd_assets.moa import assets as moa
 from lcd_assets.partitions import condition_partitions, measurement_partitions
 from lcd_assets.registry import assets as registry
 from lcd_assets.resources import resources_for_env
@@ -32,19 +33,27 @@ acquisition_job = dg.define_asset_job(
     partitions_def=measurement_partitions,
     description="One measurement (plate × timepoint): image index → tiles → embeddings → FOV/well profiles.",
 )
-ANALYSIS_ASSETS = [analysis.condition_profiles, activity.normalized_profiles, activity.activity]
-SCREEN_ASSETS = [activity.activity_sensitivity, activity.normalization_comparison]
+ANALYSIS_ASSETS = [
+    analysis.condition_profiles, activity.normalized_profiles, activity.activity, moa.moa_probes,
+]
+SCREEN_ASSETS = [
+    activity.activity_sensitivity, activity.normalization_comparison, moa.moa_predictions,
+    moa.moa_metrics,
+]
 
 analysis_job = dg.define_asset_job(
     "analysis",
     selection=dg.AssetSelection.assets(*ANALYSIS_ASSETS),
     partitions_def=condition_partitions,
-    description="One dose × timepoint: profiles gathered across its plates, normalized, mAP-ES.",
+    description="One dose × timepoint: profiles gathered across its plates, normalized, mAP-ES, MoA probes.",
 )
 screen_job = dg.define_asset_job(
     "screen_summary",
     selection=dg.AssetSelection.assets(*SCREEN_ASSETS),
-    description="Across the screen: activity sensitivity over thresholds, normalization comparison.",
+    description=(
+        "Across the screen: activity sensitivity, normalization comparison, MoA predictions "
+        "aggregated over doses and their metrics."
+    ),
 )
 
 

@@ -102,3 +102,19 @@ def test_exported_profiles_feed_copairs_as_they_are(analysed, tmp_path):
         neg_sameby=["Metadata_plate"], neg_diffby=["Metadata_compound"],
     )
     assert len(ap) > 0 and ap["average_precision"].notna().any()
+
+
+def test_moa_assets_predict_every_compound_and_score_them(analysed):
+    home, _, _, analysis, summary = analysed
+    wh = Warehouse(home)
+    probes = wh.query("SELECT * FROM moa_probe_results")
+    assert set(probes["dose"]) == {"10uM"} and probes["compound"].n_unique() == 12
+    preds = wh.query("SELECT * FROM moa_predictions")
+    final = preds.filter((preds["mode"] == "incremental"))
+    assert final["compound"].n_unique() == 12  # unlabelled or inactive compounds predicted too
+    scores = wh.query("SELECT * FROM moa_metrics")
+    assert {"weighted_f1", "accuracy", "top3_accuracy"} <= set(scores.columns)
+    assert ((scores["accuracy"] >= 0) & (scores["accuracy"] <= 1)).all()
+    meta = {m.asset_key.to_user_string(): m.materialization.metadata
+            for m in summary.get_asset_materialization_events()}
+    assert "data:image/png;base64," in meta["moa_metrics"]["metric_curves"].value

@@ -39,6 +39,9 @@ from lcd_core.keys import (
 )
 
 COMPOUND_COLUMNS: tuple[str, ...] = ("compound", "moa", "smiles")
+# optional column of compounds.csv: which compound set (training / holdout) a compound belongs to;
+# missing values default to "control" for the control compound and "training" otherwise
+COMPOUND_SETS: tuple[str, ...] = ("training", "holdout", "control")
 LAYOUT_COLUMNS: tuple[str, ...] = ("layout", "well", "compound", "moa", "smiles", "role")
 REGISTRY_COLUMNS: tuple[str, ...] = ("barcode", "replica", "layout", "dose_um", "dosed_at")
 ROLES: frozenset[str] = frozenset({"treatment", "negative_control"})
@@ -297,14 +300,20 @@ def _validate_compounds(raw: _RawTable, config: ScreenConfig) -> pl.DataFrame:
                       f"first at {raw.line_word} {raw.lines[seen[name]]}")
         else:
             seen[name] = i
+        if rec.get("set") is not None and rec["set"] not in COMPOUND_SETS:
+            probs.row(f"set not one of {COMPOUND_SETS}", i, (*COMPOUND_COLUMNS, "set"))
     probs.raise_if_any()
     if config.control not in seen:
         raise PlateMapError(
             f"{raw.path}: control compound {config.control!r} (screen.json) is not listed", raw.path
         )
+    sets = [
+        r.get("set") or ("control" if r["compound"] == config.control else "training")
+        for r in raw.rows
+    ]
     return pl.DataFrame(
-        {c: [r[c] for r in raw.rows] for c in COMPOUND_COLUMNS},
-        schema={c: pl.String for c in COMPOUND_COLUMNS},
+        {**{c: [r[c] for r in raw.rows] for c in COMPOUND_COLUMNS}, "set": sets},
+        schema={c: pl.String for c in (*COMPOUND_COLUMNS, "set")},
     )
 
 
@@ -668,7 +677,9 @@ def write_metadata(
     """
     metadata_dir = Path(metadata_dir)
     texts = {
-        "compounds.csv": _csv_text(compounds, COMPOUND_COLUMNS, "compounds"),
+        "compounds.csv": _csv_text(
+            compounds, (*COMPOUND_COLUMNS, *(("set",) if "set" in compounds.columns else ())), "compounds"
+        ),
         "layouts.csv": _csv_text(layouts, LAYOUT_COLUMNS, "layouts"),
         "registry.csv": _csv_text(registry, REGISTRY_COLUMNS, "registry"),
         "screen.json": json.dumps(config.to_dict(), indent=2) + "\n",

@@ -77,3 +77,38 @@ def grouped_bars(table: pl.DataFrame, group: str, series: str, value: str, title
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     return _png(fig)
+
+
+def metric_curves(scores: pl.DataFrame) -> bytes:
+    """Weighted F1, accuracy and top-3 accuracy vs number of doses, per set × mode (Fig. 3A)."""
+    metrics = ["weighted_f1", "accuracy", "top3_accuracy"]
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3), sharey=True)
+    for ax, m in zip(axes, metrics):
+        for (set_name, mode), g in scores.sort("step").group_by(["set", "mode"], maintain_order=True):
+            ax.plot(g["step"], g[m], marker="o", ls="-" if mode == "incremental" else ":",
+                    label=f"{set_name} {mode}")
+        ax.set_title(m, fontsize=9)
+        ax.set_xlabel("doses included")
+        ax.set_ylim(0, 1)
+    axes[0].legend(fontsize=7)
+    return _png(fig)
+
+
+def confusion_heatmap(cells: pl.DataFrame) -> bytes:
+    """A confusion matrix from long rows (true, predicted, n)."""
+    labels = sorted(set(cells["true"].to_list()) | set(cells["predicted"].to_list()))
+    idx = {c: i for i, c in enumerate(labels)}
+    M = np.zeros((len(labels), len(labels)))
+    for t, p, n in cells.select(["true", "predicted", "n"]).iter_rows():
+        M[idx[t], idx[p]] += n
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    ax.imshow(M, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=70, ha="right", fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            if M[i, j]:
+                ax.text(j, i, int(M[i, j]), ha="center", va="center", fontsize=6)
+    return _png(fig)

@@ -116,7 +116,8 @@ def normalized_profiles(
     pool=WAREHOUSE_POOL,
     deps=["normalized_profiles"],
     check_specs=[
-        _check("every_compound_scored", "activity", "Every compound of the plate maps has an mAP-ES here."),
+        _check("every_compound_scored", "activity",
+               "Every compound on the layouts of this condition's plates has an mAP-ES."),
         _check("no_nan", "activity", "No NaN mAP or mAP-ES."),
         _check(
             "dmso_null_centred",
@@ -177,8 +178,12 @@ def activity(context: dg.AssetExecutionContext, config: ActivityConfig, lcd: Lcd
             "AP distribution of the most active compound vs the DMSO null",
             lcd.previews_dir / "activity" / dose / timepoint / "ap_distribution.png",
         )
-    expected = set(lcd.screen().compounds.filter(pl.col("compound") != lcd.screen().config.control)["compound"])
-    missing = sorted(expected - set(act["compound"].to_list()))
+    screen = lcd.screen()
+    on_plates = screen.layouts.filter(
+        pl.col("layout").is_in(profiles["Metadata_layout"].unique().to_list())
+        & (pl.col("role") != "negative_control")
+    )
+    missing = sorted(set(on_plates["compound"].to_list()) - set(act["compound"].to_list()))
     n_nan = int(act.filter(pl.col("map_es").is_nan() | pl.col("map_mean").is_nan()).height)
     return dg.MaterializeResult(
         metadata=meta,

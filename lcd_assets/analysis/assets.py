@@ -23,7 +23,10 @@ GROUP = "analysis"
         dg.AssetCheckSpec(
             "every_compound_present",
             asset="condition_profiles",
-            description="Every compound of the plate maps has at least one well at this dose × timepoint.",
+            description=(
+                "Every compound on the layouts registered at this dose has at least one well here "
+                "(fails while a registered plate is not ingested)."
+            ),
             partitions_def=condition_partitions,
         )
     ],
@@ -45,7 +48,8 @@ def condition_profiles(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.Ma
     profiles = to_cytomining(wells)
     wh.write_parquet_partition("condition_profiles", {"dose": dose, "timepoint": timepoint}, profiles)
     screen = lcd.screen()
-    expected = set(screen.compounds["compound"].to_list())
+    layouts = screen.registry.filter(pl.col("dose") == dose)["layout"].unique().to_list()
+    expected = set(screen.layouts.filter(pl.col("layout").is_in(layouts))["compound"].to_list())
     present = set(wells["compound"].to_list()) if wells.height else set()
     missing = sorted(expected - present)
     per_plate = (

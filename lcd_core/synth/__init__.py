@@ -5,6 +5,12 @@ Public API::
     from lcd_core.synth import generate_screen, ScreenSpec, SynthResult, make_spec, PRESETS
     res = generate_screen("/tmp/lcd_home", preset="demo", seed=0)        # or preset="small"
     res = generate_screen(out, "demo", n_layouts=8, fields=4, image_size=1080)  # any ScreenSpec knob
+    res = generate_screen(out, "demo", holdout_compounds_per_moa=0)   # no holdout compound set
+
+The ``demo`` and ``small`` presets include a holdout compound set (``AURK-H1`` …: other compounds of
+the same ten MoA classes on their own layouts after the training layouts, one listed with an
+unknown MoA); compounds.csv marks membership in its ``set`` column, the truth in ``set`` /
+``moa_listed`` of ``compounds.parquet``.
 
 Modules: ``design`` (knobs, presets, compounds, layouts, plates, batch effects), ``cells``
 (populations and MoA morphology programs), ``optics`` (brightfield image formation), ``truth``

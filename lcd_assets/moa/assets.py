@@ -1,0 +1,144 @@
+"""MoA classification (SPEC §4.8): per-condition probes → incremental predictions → metrics."""
+
+import dagster as dg
+import polars as pl
+
+from lcd_assets import metadata as md
+from lcd_assets.partitions import condition_partitions
+from lcd_assets.resources import WAREHOUSE_POOL, LcdHome
+from lcd_core import moa
+from lcd_core.plots import confusion_heatmap, metric_curves
+
+GROUP = "moa"
+
+
+def holdout_compounds(lcd: LcdHome) -> list[str]:
+    """Compounds of the holdout set (``set`` column of compounds.csv; none when absent)."""
+    compounds = lcd.screen().compounds
+    if "set" not in compounds.columns:
+        return []
+    return sorted(compounds.filter(pl.col("set") == "holdout")["compound"].to_list())
+
+
+def _str_keys(df: pl.DataFrame) -> pl.DataFrame:
+    return df.with_columns([pl.col(c).cast(pl.String) for c in ("dose", "timepoint") if c in df.columns])
+
+
+@dg.asset(
+    partitions_def=condition_partitions,
+    group_name=GROUP,
+    kinds={"scikitlearn", "duckdb"},
+    pool=WAREHOUSE_POOL,
+    deps=["normalized_profiles", "activity"],
+    description=(
+        "Linear probes of one dose × timepoint: a multinomial logistic regression on the normalized "
+        "well profiles of the compounds active here (plus DMSO as a class), 5-fold CV grouped by "
+        "compound on the training set; holdout compounds predicted by the probe of the active "
+        "training compounds. Table `moa_probe_results` (softmax per class per compound)."
+    ),
+)
+def moa_probes(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.MaterializeResult:
+    keys = context.partition_key.keys_by_dimension
+    part = {"dose": keys["dose"], "timepoint": keys["timepoint"]}
+    wh = lcd.warehouse()
+    profiles = wh.read_parquet_partition("normalized_profiles", part).drop(list(part), strict=False)
+    activity = wh.query(
+        "SELECT * FROM activity WHERE dose = $dose AND timepoint = $timepoint", part
+    )
+    hold = [c for c in holdout_compounds(lcd) if c in set(profiles["Metadata_compound"].to_list())]
+    is_hold = pl.col("Metadata_compound").is_in(hold) & (pl.col("Metadata_role") != "negative_control")
+    train = profiles.filter(~is_hold)
+    results = [moa.cv_condition(train, activity)]
+    if hold:
+        results.append(moa.holdout_predict(train, activity, profiles.filter(is_hold), holdout_active=activity))
+    table = _str_keys(pl.concat(results, how="diagonal_relaxed"))
+    wh.replace_partition("moa_probe_results", table, part)
+    skipped = table.filter(pl.col("status") == "skipped")
+    scored = table.filter(pl.col("predicted").is_not_null() & pl.col("moa").is_not_null())
+    return dg.MaterializeResult(
+        metadata={
+            "compounds": table["compound"].n_unique(),
+            "cv_compounds": table.filter(pl.col("source") == "cv").height,
+            "holdout_compounds": table.filter(pl.col("source") == "holdout").height,
+            "skipped": skipped["reason"][0] if skipped.height else "no",
+            "accuracy_here": float((scored["moa"] == scored["predicted"]).mean()) if scored.height else 0.0,
+        }
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"duckdb"},
+    pool=WAREHOUSE_POOL,
+    deps=["moa_probes"],
+    automation_condition=dg.AutomationCondition.eager(),
+    description=(
+        "Each compound's MoA over the whole dose × time landscape: per-condition softmax outputs "
+        "averaged with weights max(mAP-ES, 0), adding doses one at a time (`mode = incremental`, "
+        "`step` = doses included), next to each dose alone (`mode = single`); top-2 MoAs; holdout "
+        "or CV. Tables `moa_predictions` and `moa_polypharmacology` (top-2 per condition, "
+        "`stable_top2` over the high doses)."
+    ),
+)
+def moa_predictions(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.MaterializeResult:
+    wh = lcd.warehouse()
+    per_condition = wh.query("SELECT * FROM moa_probe_results")
+    activity = wh.query("SELECT * FROM activity")
+    predictions = moa.aggregate_incremental(per_condition, activity)
+    poly = moa.polypharmacology(per_condition)
+    wh.replace_table("moa_predictions", predictions)
+    wh.replace_table("moa_polypharmacology", poly)
+    flagged = poly.filter(pl.col("stable_top2")).select(["compound", "stable_pair"]).unique()
+    final = predictions.filter(
+        (pl.col("mode") == "incremental") & (pl.col("step") == pl.col("step").max().over("compound", "set"))
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "compounds": final.height,
+            "polypharmacology_flagged": md.table(flagged),
+            "final_predictions": md.table(final.select(["compound", "set", "moa", "predicted", "top2_1", "top2_2"]), 40),
+        }
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"scikitlearn", "duckdb"},
+    pool=WAREHOUSE_POOL,
+    deps=["moa_predictions"],
+    automation_condition=dg.AutomationCondition.eager(),
+    description=(
+        "Weighted F1, accuracy and top-3 accuracy as doses are added (the paper's Fig. 3A shape), "
+        "per set (train CV / holdout) and mode (incremental / single dose), confusion matrices, and "
+        "McNemar's test of incremental vs single-highest-dose predictions on the same compounds. "
+        "Tables `moa_metrics`, `moa_confusion`."
+    ),
+)
+def moa_metrics(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.MaterializeResult:
+    wh = lcd.warehouse()
+    predictions = wh.query("SELECT * FROM moa_predictions")
+    scores = moa.metrics(predictions)
+    conf = moa.confusion(predictions)
+    wh.replace_table("moa_metrics", scores)
+    wh.replace_table("moa_confusion", conf)
+    meta: dict = {"metrics": md.table(scores, 40)}
+    previews = lcd.previews_dir / "moa"
+    meta["metric_curves"] = md.image(metric_curves(scores), "F1 / accuracy / top-3 vs doses added",
+                                     previews / "metrics.png")
+    for set_name in scores["set"].unique().to_list():
+        top = scores.filter((pl.col("set") == set_name) & (pl.col("mode") == "incremental"))["step"].max()
+        cm = conf.filter((pl.col("set") == set_name) & (pl.col("mode") == "incremental") & (pl.col("step") == top))
+        meta[f"confusion_{set_name}"] = md.image(
+            confusion_heatmap(cm), f"{set_name}: confusion of the aggregated prediction",
+            previews / f"confusion_{set_name}.png")
+        incr = predictions.filter((pl.col("set") == set_name) & (pl.col("mode") == "incremental")
+                                  & (pl.col("step") == top))
+        single = moa.single_highest(predictions.filter(pl.col("set") == set_name))
+        try:
+            test = moa.mcnemar_predictions(incr, single)
+            meta[f"mcnemar_{set_name}_incremental_vs_single"] = dg.MetadataValue.json(
+                {"b": test.b, "c": test.c, "statistic": test.statistic, "p_value": test.p_value,
+                 "method": test.method})
+        except ValueError as exc:
+            context.log.warning(f"McNemar skipped for {set_name}: {exc}")
+    return dg.MaterializeResult(metadata=meta)
