@@ -57,6 +57,8 @@ def cmd_demo(args) -> int:
     for k, v in res.seconds.items():
         print(f"  {k:18s} {v:>8.1f} s")
     print(f"  runs: {res.runs}")
+    for line in res.science:
+        print(f"  {line}")
     if res.failed:
         print(f"  {len(res.failed)} runs FAILED:")
         for f in res.failed:

@@ -57,6 +57,7 @@ class DemoResult:
     failed: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    science: list[str] = field(default_factory=list)
 
 
 def _sync_partitions(instance: dg.DagsterInstance, name: str, keys: set[str]) -> None:
@@ -149,6 +150,7 @@ def run_demo(
     result.seconds["analysis"] = time.perf_counter() - t0
 
     wh = Warehouse(home)
+    result.science = science_summary(home)
     for name in ("plates", "image_index", "tiles", "tile_embeddings", "well_embeddings", "activity",
                  "normalization_comparison"):
         try:
@@ -156,3 +158,39 @@ def run_demo(
         except Exception:  # a table a failed run never wrote
             result.counts[name] = 0
     return result
+
+
+def science_summary(home: Path) -> list[str]:
+    """Headline figures of a finished demo, scored against the screen's ground truth."""
+    import polars as pl
+
+    from lcd_core.evaluation import activity_against_truth
+
+    wh = Warehouse(home)
+    lines = []
+    tables = set(wh.tables())
+    truth_path = home / "truth" / "conditions.parquet"
+    if "activity" in tables and truth_path.exists():
+        score = activity_against_truth(wh.query("SELECT * FROM activity"), pl.read_parquet(truth_path))
+        lines.append(
+            f"activity vs truth: AUROC of mAP-ES {score['auroc']:.3f} over {score['n']} compound-"
+            f"conditions; at mAP-ES >= 0.8: {score['tp']} TP, {score['fp']} FP, {score['tn']} TN, "
+            f"{score['fn']} FN"
+        )
+    if "normalization_comparison" in tables:
+        comp = wh.query(
+            "SELECT method, avg(mean_map) AS mean_map, avg(auroc_vs_truth) AS auroc "
+            "FROM normalization_comparison GROUP BY method ORDER BY mean_map DESC"
+        )
+        lines.append("normalization (mean mAP | AUROC): " + ", ".join(
+            f"{m} {v:.3f} | {a:.3f}" if a is not None else f"{m} {v:.3f}"
+            for m, v, a in comp.iter_rows()))
+    if "moa_metrics" in tables:
+        final = wh.query(
+            "SELECT set, mode, step, weighted_f1, accuracy, top3_accuracy FROM moa_metrics "
+            "WHERE mode = 'incremental' ORDER BY set, step"
+        )
+        for set_name, g in final.group_by("set", maintain_order=True):
+            lines.append(f"MoA {set_name[0]} (incremental, F1 per doses added): " + " -> ".join(
+                f"{f:.2f}" for f in g["weighted_f1"].to_list()))
+    return lines
