@@ -118,7 +118,10 @@ def normalized_profiles(
     check_specs=[
         _check("every_compound_scored", "activity",
                "Every compound on the layouts of this condition's plates has an mAP-ES."),
-        _check("no_nan", "activity", "No NaN mAP or mAP-ES."),
+        _check("no_nan", "activity",
+               "No NaN mAP or mAP-ES among scorable compounds (those with a usable query: a "
+               "compound on a single plate at this dose has no positive and is listed as "
+               "unscorable instead)."),
         _check(
             "dmso_null_centred",
             "activity",
@@ -158,7 +161,7 @@ def activity(context: dg.AssetExecutionContext, config: ActivityConfig, lcd: Lcd
         "compounds": act.height,
         "active": int(act["active"].sum()),
         "fallback_positives": bool(act["fallback"].any()),
-        "mean_map": float(act["map_mean"].mean()),
+        "mean_map": float(act["map_mean"].drop_nans().mean() or 0.0),
         "seconds": round(elapsed, 2),
         "dmso_holdout_map_es": holdout_es,
         "top": md.table(act.sort("map_es", descending=True, nulls_last=True).select(
@@ -184,7 +187,10 @@ def activity(context: dg.AssetExecutionContext, config: ActivityConfig, lcd: Lcd
         & (pl.col("role") != "negative_control")
     )
     missing = sorted(set(on_plates["compound"].to_list()) - set(act["compound"].to_list()))
-    n_nan = int(act.filter(pl.col("map_es").is_nan() | pl.col("map_mean").is_nan()).height)
+    scorable = act.filter(pl.col("n_draws") > 0)
+    unscorable = sorted(act.filter(pl.col("n_draws") == 0)["compound"].to_list())
+    meta["unscorable"] = ", ".join(unscorable) or "none"
+    n_nan = int(scorable.filter(pl.col("map_es").is_nan() | pl.col("map_mean").is_nan()).height)
     return dg.MaterializeResult(
         metadata=meta,
         check_results=[
@@ -264,10 +270,12 @@ def normalization_comparison(
             act = act.with_columns(pl.col("dose").cast(pl.String), pl.col("timepoint").cast(pl.String))
             for (dose,), g in act.group_by(["dose"]):
                 score = activity_against_truth(g, truth) if truth is not None else {}
+                g = g.filter(pl.col("n_draws") > 0)  # compounds on one plate only have no mAP
                 rows.append({
                     "method": method, "dose": dose, "timepoint": timepoint,
                     "mean_map": float(g["map_mean"].mean()),
                     "fraction_active": float(g["active"].mean()),
+                    "n_compounds": g.height,
                     "auroc_vs_truth": score.get("auroc"),
                 })
             context.log.info(f"{method} {timepoint}: mean mAP {act['map_mean'].mean():.3f}")
