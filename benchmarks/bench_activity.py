@@ -69,11 +69,14 @@ def synth_profiles(seed: int = 0, d: int = 384) -> pl.DataFrame:
 
 
 def read_home(home: Path, method: str) -> pl.DataFrame:
-    from lcd_core.normalize import normalize
+    """Normalized well profiles of a materialized screen, as the activity asset builds them:
+    FOV rows of each timepoint normalized together, then averaged into wells."""
+    from lcd_core.normalize import normalize_to_wells
 
-    w = pl.read_parquet(str(home / "parquet" / "well_embeddings" / "**" / "*.parquet"),
+    f = pl.read_parquet(str(home / "parquet" / "fov_embeddings" / "**" / "*.parquet"),
                         hive_partitioning=False)
-    return normalize(to_cytomining(w), method).profiles
+    return pl.concat([normalize_to_wells(to_cytomining(g), method)[0]
+                      for _, g in f.group_by("timepoint", maintain_order=True)])
 
 
 def redraw(profiles: pl.DataFrame, n_draws: int, seed: int):
@@ -106,13 +109,15 @@ def copairs_aps(X: np.ndarray, sets) -> np.ndarray:
 
     n = X.shape[0]
     q = np.concatenate([s.query for s in sets])
-    pos = np.concatenate([s.pos for s in sets])
-    neg = np.concatenate([s.neg for s in sets])
     m = q.size
     feats = np.vstack([X, X[q]])
     vq = n + np.arange(m)
-    pos_pairs = np.stack([np.repeat(vq, pos.shape[1]), pos.ravel()], 1)
-    neg_pairs = np.stack([np.repeat(vq, neg.shape[1]), neg.ravel()], 1)
+    # sets may differ in list sizes (n_pos falls below 3 where a compound has fewer positives)
+    starts = np.cumsum([0] + [s.n_draws for s in sets])
+    pos_pairs = np.concatenate([np.stack([np.repeat(vq[a:b], s.pos.shape[1]), s.pos.ravel()], 1)
+                                for s, a, b in zip(sets, starts[:-1], starts[1:])])
+    neg_pairs = np.concatenate([np.stack([np.repeat(vq[a:b], s.neg.shape[1]), s.neg.ravel()], 1)
+                                for s, a, b in zip(sets, starts[:-1], starts[1:])])
     pos_pairs, neg_pairs = pos_pairs[pos_pairs[:, 1] >= 0], neg_pairs[neg_pairs[:, 1] >= 0]
     sim = compute.get_similarity_fn("cosine", progress_bar=False)
     pos_sims = sim(feats, pos_pairs, 20000)
@@ -142,7 +147,7 @@ def copairs_public_per_ap(X: np.ndarray, ds, n: int = 300) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--home", type=Path, help="LCD_HOME of a materialized screen")
-    ap.add_argument("--norm", default="mad", help="normalization for --home (default mad)")
+    ap.add_argument("--norm", default="mad_harmony_fov", help="normalization for --home")
     ap.add_argument("--n-draws", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=5, help="timing repeats of ours (best of)")
