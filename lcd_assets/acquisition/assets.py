@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from lcd_assets import metadata as md
-from lcd_assets.partitions import measurement_partitions
+from lcd_assets.partitions import measurement_partitions, partitioned_check
 from lcd_assets.resources import WAREHOUSE_POOL, EmbeddingSettings, LcdHome, TilingSettings
 from lcd_core import acquisition as acq
 from lcd_core.embed import aggregate_embeddings, embed_batches
@@ -29,13 +29,7 @@ GROUP = "acquisition"
 EMBED_DIM = 384
 
 
-def _check_spec(name: str, *, asset: str, description: str, blocking: bool = True) -> dg.AssetCheckSpec:
-    """A check evaluated per plate × timepoint partition, so one bad plate stays visible in the
-    UI however many good ones run after it."""
-    return dg.AssetCheckSpec(
-        name, asset=asset, description=description, blocking=blocking,
-        partitions_def=measurement_partitions,
-    )
+_check_spec = functools.partial(partitioned_check, partitions_def=measurement_partitions, blocking=True)
 
 
 def _partition(context: dg.AssetExecutionContext) -> tuple[str, str]:

@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 
 from lcd_assets import metadata as md
-from lcd_assets.partitions import condition_partitions, measurement_to_condition
+from lcd_assets.partitions import condition_partitions, measurement_to_condition, partitioned_check
 from lcd_assets.resources import WAREHOUSE_POOL, LcdHome
 from lcd_core.activity import compute_activity, sensitivity
 from lcd_core.evaluation import HOLDOUT, activity_against_truth, dmso_holdout_profiles, nan_safe
@@ -54,7 +54,7 @@ def _truth(lcd: LcdHome) -> pl.DataFrame | None:
 
 
 def _check(name: str, asset: str, description: str, blocking: bool = False) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(
+    return partitioned_check(
         name, asset=asset, description=description, blocking=blocking, partitions_def=condition_partitions
     )
 

@@ -5,7 +5,7 @@ import dagster as dg
 import polars as pl
 
 from lcd_assets import metadata as md
-from lcd_assets.partitions import condition_partitions, measurement_to_condition
+from lcd_assets.partitions import condition_partitions, measurement_to_condition, partitioned_check
 from lcd_assets.resources import WAREHOUSE_POOL, LcdHome
 from lcd_core.profiles import to_cytomining
 
@@ -20,7 +20,7 @@ GROUP = "analysis"
     deps=[dg.AssetDep("well_embeddings", partition_mapping=measurement_to_condition)],
     automation_condition=dg.AutomationCondition.eager(),
     check_specs=[
-        dg.AssetCheckSpec(
+        partitioned_check(
             "every_compound_present",
             asset="condition_profiles",
             description=(
