@@ -13,8 +13,8 @@ install: $(STAMP)
 # plain `torch` requirement would pull the CUDA build and several GB of NVIDIA packages).
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
-	$(PIP) install -q --disable-pip-version-check "torch==2.13.0"
-	$(PIP) install -q --disable-pip-version-check -c constraints.txt -e ".[test]"
+	$(PIP) install -qq --disable-pip-version-check "torch==2.13.0"
+	$(PIP) install -qq --disable-pip-version-check -c constraints.txt -e ".[test]"
 	$(PY) -c "import lcd_core.vit, lcd_assets.definitions"
 	touch $(STAMP)
 
