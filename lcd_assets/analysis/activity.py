@@ -153,7 +153,9 @@ def activity(context: dg.AssetExecutionContext, config: ActivityConfig, lcd: Lcd
     wh.replace_partition("activity_null", res.null.with_columns(pl.col("dose").cast(pl.String), pl.col("timepoint").cast(pl.String)), part)
     wh.write_parquet_partition("activity_draws", part, res.draws)
 
-    holdout = compute_activity(dmso_holdout_profiles(profiles, seed=config.seed), n_draws=config.n_draws,
+    # only the DMSO wells matter to the held-out-DMSO check: score just the pseudo-compound
+    dmso = profiles.filter(pl.col("Metadata_role") == "negative_control")
+    holdout = compute_activity(dmso_holdout_profiles(dmso, seed=config.seed), n_draws=config.n_draws,
                                seed=config.seed).activity.filter(pl.col("compound") == HOLDOUT)
     holdout_es = float(holdout["map_es"][0]) if holdout.height else float("nan")
 
