@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import polars as pl
-import pytest
 
 from lcd_assets.cli import main
 

@@ -226,7 +226,7 @@ class _Plan:
 
 def _plan(ix: "_ConditionIndex", compound: str | None, n_pos: int, n_neg: int,
           fallback: bool | None) -> _Plan:
-    ctrl, plate, rep, lay, Dm = ix.ctrl, ix.plate, ix.rep, ix.lay, ix.dmso_by_plate
+    ctrl, plate, rep, lay = ix.ctrl, ix.plate, ix.rep, ix.lay
     if compound is None:
         qmask = ctrl
     else:

@@ -13,7 +13,7 @@ from lcd_core.activity import compute_activity, sensitivity
 from lcd_core.evaluation import HOLDOUT, activity_against_truth, dmso_holdout_profiles, nan_safe
 from lcd_core.normalize import METHODS, normalize_to_wells
 from lcd_core.plots import ap_distribution, es_heatmap, grouped_bars, sensitivity_curves
-from lcd_core.profiles import feature_columns, to_cytomining
+from lcd_core.profiles import to_cytomining
 
 GROUP = "activity"
 DEFAULT_METHOD = "mad_harmony_fov"
