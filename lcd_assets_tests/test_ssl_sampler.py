@@ -112,3 +112,28 @@ def test_standard_augmentation_keeps_planes_and_blurs():
         torch.rand(3, 80, 80), torch.rand(3, 80, 80), torch.Generator().manual_seed(1))
     assert [c.shape[-1] for c in sizes] == [64, 64] + [32] * 6
     assert all(0.0 <= float(c.min()) and float(c.max()) <= 1.0 for c in sizes)
+
+
+def test_negative_controls_pair_across_replicas_whatever_the_plate_dose():
+    """Each replica carries one dose (the demo design): treatments of one dose have one replica,
+    but DMSO is one condition per timepoint, so its pairs cross replicas."""
+    rows = []
+    for r, dose in (("R01", "1uM"), ("R02", "10uM")):
+        for k in range(3):
+            rows.append({"compound": "DMSO", "dose": dose, "timepoint": "04h", "replica": r,
+                         "plate": f"{r}-L01", "role": "negative_control"})
+            rows.append({"compound": "A", "dose": dose, "timepoint": "04h", "replica": r,
+                         "plate": f"{r}-L01", "role": "treatment"})
+    t = pl.DataFrame(rows)
+    s = CrossBatchSampler(t, cross_batch=True, seed=0)
+    assert s.levels() == {"cross_replica": 6, "fallback_tile": 6}
+    b = s.batch(0, t.height)
+    for a, p, kind in zip(b.anchor, b.partner, b.kind):
+        ra, rp = t.row(int(a), named=True), t.row(int(p), named=True)
+        assert ra["compound"] == rp["compound"] and ra["timepoint"] == rp["timepoint"]
+        if ra["role"] == "negative_control":
+            assert kind == "cross_replica" and ra["replica"] != rp["replica"]
+        else:
+            assert ra["dose"] == rp["dose"] and kind == "fallback_tile"
+    # without a role column every condition keeps its dose
+    assert CrossBatchSampler(t.drop("role"), cross_batch=True).levels() == {"fallback_tile": 12}

@@ -43,6 +43,8 @@ import torch
 from lcd_core.vit import INPUT_MEAN, INPUT_STD
 
 __all__ = [
+    "input_size_of",
+    "resize_tiles",
     "cpu_has_native_bf16",
     "resolve_device",
     "resolve_dtype",
@@ -411,3 +413,21 @@ def aggregate_embeddings(
     if rows_col:
         out = out.with_columns(pl.Series(rows_col, lengths, dtype=pl.Int64))
     return out
+
+
+def input_size_of(checkpoint_config: dict[str, Any], tile_size: int) -> int:
+    """The tile side a checkpoint expects: ``input_size`` of its config (a model pre-trained on
+    112-px crops embeds tiles resized to 112, as it saw them), else the tile size unchanged."""
+    size = checkpoint_config.get("input_size")
+    return int(size) if size else int(tile_size)
+
+
+def resize_tiles(tiles: np.ndarray, size: int) -> np.ndarray:
+    """``(n, 3, T, T)`` tiles resized to ``(n, 3, size, size)`` (bilinear, antialiased, as the
+    training crops are); returned unchanged when already that size. Keeps the dtype."""
+    if tiles.shape[-1] == size and tiles.shape[-2] == size:
+        return tiles
+    x = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32))
+    y = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                                        antialias=True)
+    return y.numpy().astype(tiles.dtype, copy=False)

@@ -112,3 +112,44 @@ def confusion_heatmap(cells: pl.DataFrame) -> bytes:
             if M[i, j]:
                 ax.text(j, i, int(M[i, j]), ha="center", va="center", fontsize=6)
     return _png(fig)
+
+
+def training_curves(history: pl.DataFrame, title: str) -> bytes:
+    """Loss terms and collapse indicators over training steps (the ``ssl_checkpoint`` metadata)."""
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3))
+    s = history["step"]
+    for col in ("loss", "dino", "barlow"):
+        if col in history.columns and history[col].null_count() < history.height:
+            v = history[col].cast(pl.Float64)
+            axes[0].plot(s, v / (v.max() or 1.0), label=f"{col} (/ max)")
+    axes[0].set_title("loss terms", fontsize=9)
+    axes[0].legend(fontsize=7)
+    axes[1].plot(s, history["teacher_entropy"], label="teacher entropy / log K")
+    axes[1].plot(s, history["teacher_batch_entropy"], label="batch-mean entropy / log K")
+    axes[1].set_ylim(0, 1.05)
+    axes[1].legend(fontsize=7)
+    axes[1].set_title("teacher outputs", fontsize=9)
+    axes[2].plot(s, history["effective_rank"], color="tab:purple")
+    axes[2].set_title("effective rank of teacher embeddings", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("step")
+    fig.suptitle(title, fontsize=10)
+    return _png(fig)
+
+
+def ablation_bars(table: pl.DataFrame) -> bytes:
+    """Retrieval mAP and replica predictability per model (the pre-training ablation)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
+    labels = [f"{v}\n({m})" if v == "untrained" else v for m, v in zip(table["model"], table["variant"])]
+    colors = ["grey" if not t else "tab:blue" for t in table["trained"]]
+    y = np.arange(table.height)
+    axes[0].barh(y, table["retrieval_map"], color=colors)
+    axes[0].set_title("compound retrieval mAP (higher: better)", fontsize=9)
+    axes[1].barh(y, table["replica_balanced_accuracy"], color=colors)
+    axes[1].axvline(float(table["replica_chance"][0]), color="k", ls=":", label="chance")
+    axes[1].set_title("replica predictability on DMSO (lower: more batch-invariant)", fontsize=9)
+    axes[1].legend(fontsize=7)
+    for ax in axes:
+        ax.set_yticks(y, labels, fontsize=7)
+        ax.invert_yaxis()
+    return _png(fig)

@@ -227,4 +227,9 @@ def describe_checkpoint(config: dict[str, Any]) -> str:
     if not config.get("trained", True):
         seed = config.get("seed")
         return f"untrained {label}" + (f" (seed {seed})" if seed is not None else "")
-    return f"{label} trained: {config.get('name', '?')}"
+    detail = [str(config["variant"])] if config.get("variant") else []
+    if config.get("step") is not None:
+        detail.append(f"step {config['step']}" + (f"/{config['total_steps']}" if config.get("total_steps") else ""))
+    if config.get("input_size"):
+        detail.append(f"{config['input_size']} px")
+    return f"{label} trained: {config.get('name', '?')}" + (f" ({', '.join(detail)})" if detail else "")

@@ -15,7 +15,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SSLConfig", "VARIANTS", "variants", "cpu_default", "gpu_default"]
+__all__ = ["SSLConfig", "VARIANTS", "variants", "cpu_default", "gpu_default", "fit_to_steps",
+           "preset_config", "CPU_PRETRAINING"]
 
 
 @dataclass
@@ -167,3 +168,64 @@ def cpu_default(**changes: Any) -> SSLConfig:
         cross_batch=True,
         plane_agnostic=True,
     ).replace(**changes)
+
+
+# the paper/DINO schedule as fractions of the run: 10 warm-up epochs and 30 teacher-temperature
+# warm-up epochs of 60, the last layer frozen for 1 of 60
+_PAPER_EPOCHS = 60.0
+_FRACTIONS = {"warmup_epochs": 10.0, "warmup_teacher_temp_epochs": 30.0, "freeze_last_layer": 1.0}
+
+
+def fit_to_steps(config: SSLConfig, n_tiles: int, steps: int) -> SSLConfig:
+    """``config`` with its run laid over exactly ``steps`` optimizer steps of ``n_tiles`` tiles.
+
+    A bounded run (a CPU budget) trained with the paper's epoch counts would end inside the
+    learning-rate warm-up. Here ``epochs = steps · batch / n_tiles`` and the epoch-counted knobs
+    keep the paper's proportions of the run (warm-up 1/6, teacher-temperature warm-up 1/2,
+    frozen last layer 1/60), so a short run still goes through warm-up, peak and cosine decay.
+    """
+    if steps < 1 or n_tiles < 1:
+        raise ValueError(f"steps and n_tiles must be ≥ 1, got {steps} and {n_tiles}")
+    spe = max(n_tiles // config.batch_size, 1)
+    epochs = steps / spe
+    return config.replace(epochs=epochs, **{k: epochs * v / _PAPER_EPOCHS for k, v in _FRACTIONS.items()})
+
+
+# the bounded CPU run of the ``ssl_checkpoint`` assets (measured in README "Pre-training")
+CPU_PRETRAINING: dict[str, Any] = {
+    "arch": "vit_small_patch16_224",
+    "global_crop_size": 112,
+    "local_crop_size": 48,
+    "batch_size": 32,
+    "n_local_crops_per_source": 1,
+    "lr": 0.004,
+    "steps": 120,
+}
+
+
+def preset_config(preset: str, variant: str, n_tiles: int, *, steps: int | None = None,
+                  seed: int = 0) -> tuple[SSLConfig, int]:
+    """The config and step count of one ablation ``variant`` under a ``preset``.
+
+    ``gpu``: :func:`gpu_default` with the variant's switches, 60 epochs of ``n_tiles`` (or
+    ``steps``, the paper's schedule proportions kept by :func:`fit_to_steps`). ``cpu``:
+    :func:`cpu_default` shrunk further by :data:`CPU_PRETRAINING` so that one variant trains in a
+    few minutes on 2 cores: ViT-S/16 on 112-px global and 48-px local crops (¼ of the tokens; the
+    embedding step then resizes tiles to 112 px, see ``input_size`` in the checkpoint), one local
+    crop per global source, batch 32, the learning rate raised for a run of
+    ``CPU_PRETRAINING["steps"]`` steps, schedules fitted to those steps.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; expected one of {sorted(VARIANTS)}")
+    b, x, p = VARIANTS[variant]
+    if preset == "gpu":
+        config = gpu_default(barlow=b, cross_batch=x, plane_agnostic=p, seed=seed)
+        if steps is None:
+            return config, max(int(round(config.epochs * max(n_tiles // config.batch_size, 1))), 1)
+        return fit_to_steps(config, n_tiles, steps), int(steps)
+    if preset != "cpu":
+        raise ValueError(f"unknown pre-training preset {preset!r}; expected 'cpu' or 'gpu'")
+    knobs = {k: v for k, v in CPU_PRETRAINING.items() if k != "steps"}
+    steps = int(steps or CPU_PRETRAINING["steps"])
+    config = cpu_default(barlow=b, cross_batch=x, plane_agnostic=p, seed=seed, **knobs)
+    return fit_to_steps(config, n_tiles, steps), steps

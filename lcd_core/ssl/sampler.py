@@ -10,6 +10,11 @@ and, for each anchor, a partner of the same condition (``compound, dose, timepoi
 3. otherwise another tile of the same plate (``fallback_tile``);
 4. otherwise the anchor itself (``fallback_self``: a condition with a single tile).
 
+Negative controls (``role == "negative_control"``, when the table has a ``role`` column) are one
+condition per timepoint whatever the plate's dose: DMSO is the same treatment in every replica, and
+in a screen where each replica carries one dose these are the only cross-replica pairs most
+conditions have; they are what teaches the teacher to ignore the replica.
+
 The fallbacks are counted in :attr:`CrossBatchSampler.stats`. Without XB the partner is the anchor
 itself (``same_tile``): both global crops come from one tile, as in standard DINO.
 
@@ -27,6 +32,7 @@ import polars as pl
 __all__ = ["CrossBatchSampler", "PairBatch", "CONDITION"]
 
 CONDITION = ("compound", "dose", "timepoint")
+CONTROL_ROLE = "negative_control"
 KINDS = ("cross_replica", "fallback_plate", "fallback_tile", "fallback_self", "same_tile")
 
 
@@ -52,7 +58,11 @@ class CrossBatchSampler:
         self.stats: Counter[str] = Counter()
         if not cross_batch:
             return
-        t = table.select(need).with_row_index("_i").with_columns(
+        t = table.select(need + (["role"] if "role" in table.columns else [])).with_row_index("_i")
+        if "role" in t.columns and "dose" in condition:
+            t = t.with_columns(pl.when(pl.col("role") == CONTROL_ROLE).then(pl.lit("*"))
+                               .otherwise(pl.col("dose").cast(pl.Utf8)).alias("dose"))
+        t = t.with_columns(
             pl.struct(list(condition)).rank("dense").alias("_g"),
             pl.col(domain).rank("dense").alias("_r"),
             pl.col(plate).rank("dense").alias("_p"),

@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import polars as pl
 
-__all__ = ["TileSource", "InMemoryTileSource", "replica_index"]
+__all__ = ["TileSource", "InMemoryTileSource", "TileBank", "replica_index"]
 
 
 @runtime_checkable
@@ -76,3 +76,108 @@ class InMemoryTileSource:
         table = pl.DataFrame(rows)
         tiles = rng.random((table.height, 3, size, size), dtype=np.float32)
         return cls(tiles, table)
+
+
+class TileBank:
+    """A tile source on disk: ``tiles.npy`` (``(N, 3, T, T)`` float16, memory-mapped) next to
+    ``tiles.parquet`` (the tile table, row ``i`` ↔ array ``i``).
+
+    Training re-reads tiles thousands of times; decoding TIFFs and re-tiling each time would cost
+    more than the model step on a CPU, so the pre-training asset writes the kept tiles once.
+    float16 is what :mod:`lcd_core.tiles` produces, so the bank is exact; reading is lazy, so a
+    bank larger than memory still trains.
+    """
+
+    ARRAY, TABLE = "tiles.npy", "tiles.parquet"
+
+    def __init__(self, folder):
+        from pathlib import Path
+
+        self.folder = Path(folder)
+        arr, tab = self.folder / self.ARRAY, self.folder / self.TABLE
+        if not arr.exists() or not tab.exists():
+            raise FileNotFoundError(f"tile bank {self.folder} lacks {self.ARRAY} or {self.TABLE}")
+        self._tiles = np.load(arr, mmap_mode="r")
+        self._table = pl.read_parquet(tab)
+        if self._tiles.shape[0] != self._table.height:
+            raise ValueError(f"tile bank {self.folder}: {self._tiles.shape[0]} tiles but "
+                             f"{self._table.height} table rows")
+
+    @property
+    def table(self) -> pl.DataFrame:
+        return self._table
+
+    @property
+    def tiles(self) -> np.ndarray:
+        return self._tiles
+
+    def __len__(self) -> int:
+        return self._table.height
+
+    def load(self, i: int) -> np.ndarray:
+        return np.asarray(self._tiles[int(i)], dtype=np.float32)
+
+    def subset(self, mask: np.ndarray, *, in_memory: bool = False) -> TileSource:
+        """The rows where ``mask`` holds: a lazy view of the bank, or read into memory."""
+        idx = np.flatnonzero(np.asarray(mask, dtype=bool))
+        if in_memory:
+            return InMemoryTileSource(np.asarray(self._tiles[idx]), self._table[idx])
+        return _BankView(self, idx)
+
+
+    @classmethod
+    def write(cls, folder, chunks, n: int, tile_size: int) -> TileBank:
+        """Write a bank from ``chunks``: an iterable of ``(rows, (k, 3, T, T) float array)``, ``n``
+        tiles in all. Written under a temporary name and renamed, so a failed write leaves the
+        previous bank in place."""
+        import os
+        import shutil
+        from pathlib import Path
+
+        folder = Path(folder)
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        arr = np.lib.format.open_memmap(tmp / cls.ARRAY, mode="w+", dtype=np.float16,
+                                        shape=(n, 3, tile_size, tile_size))
+        rows: list[dict] = []
+        for chunk_rows, x in chunks:
+            k = len(chunk_rows)
+            if len(rows) + k > n:
+                raise ValueError(f"tile bank: more than the announced {n} tiles")
+            arr[len(rows):len(rows) + k] = x
+            rows.extend(chunk_rows)
+        if len(rows) != n:
+            raise ValueError(f"tile bank: {len(rows)} tiles written, {n} announced")
+        arr.flush()
+        del arr
+        pl.DataFrame(rows, infer_schema_length=None).write_parquet(tmp / cls.TABLE)
+        old = folder.with_name(folder.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+        return cls(folder)
+
+
+class _BankView:
+    """Rows ``idx`` of a :class:`TileBank`, read lazily."""
+
+    def __init__(self, bank: TileBank, idx: np.ndarray):
+        self._bank, self._idx = bank, idx
+        self._table = bank.table[idx]
+
+    @property
+    def table(self) -> pl.DataFrame:
+        return self._table
+
+    def __len__(self) -> int:
+        return int(self._idx.size)
+
+    def load(self, i: int) -> np.ndarray:
+        return self._bank.load(int(self._idx[int(i)]))
+
+    def array(self) -> np.ndarray:
+        """All rows as one float16 array (for embedding a held-out set)."""
+        return np.asarray(self._bank.tiles[self._idx])

@@ -242,6 +242,7 @@ def _train(config, tile_source, steps, time_budget_s, checkpoint_dir, checkpoint
                 "sampler_stats": dict(sampler.stats), "replicas": [str(r) for r in rep_labels]}
         extra = {"ssl": config.to_dict(), "variant": config.variant, "step": step,
                  "total_steps": total, "epoch": step / spe, "trained": True, "source": "lcd_core.ssl",
+                 "input_size": config.global_crop_size,
                  "seed": config.seed}
         return save_training_checkpoint(checkpoint_dir, student=student, teacher=teacher, center=dino.center,
                                         optimizer=opt, meta=meta, arch=config.arch, name=name, extra=extra)
