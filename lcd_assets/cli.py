@@ -3,6 +3,7 @@
 ``lcd inspect PATH``  what a Phenix measurement holds
 ``lcd synth OUT``     write a synthetic screen (exports + metadata + ground truth)
 ``lcd demo``          a synthetic screen end to end through Dagster, under ``$LCD_HOME``
+``lcd pretrain``      self-supervised pre-training of the ablation variants + the ablation table
 ``lcd ui``            the Dagster UI on 127.0.0.1
 ``lcd sql QUERY``     a query against the warehouse
 ``lcd export``        profiles in the cytomining convention (Metadata_* + features)
@@ -50,7 +51,7 @@ def cmd_demo(args) -> int:
 
     home = _home(args)
     print(f"LCD_HOME={home}")
-    res = run_demo(home, preset=args.preset, seed=args.seed)
+    res = run_demo(home, preset=args.preset, seed=args.seed, checkpoint=args.checkpoint)
     print("\n== lcd demo summary ==")
     for k, v in res.counts.items():
         print(f"  {k:18s} {v:>8d} rows")
@@ -67,6 +68,22 @@ def cmd_demo(args) -> int:
         f"\nOpen the UI:  LCD_HOME={home} lcd ui   (then http://127.0.0.1:3000)\n"
         f"Query:        LCD_HOME={home} lcd sql \"SELECT * FROM well_embeddings LIMIT 5\""
     )
+    return 1 if res.failed else 0
+
+
+def cmd_pretrain(args) -> int:
+    from lcd_assets.demo import run_pretraining
+
+    home = _home(args)
+    print(f"LCD_HOME={home}")
+    res = run_pretraining(home, variants=args.variant, steps=args.steps, time_budget_s=args.time_budget)
+    print("\n== lcd pretrain summary ==")
+    for k, v in res.seconds.items():
+        print(f"  {k:32s} {v:>8.1f} s")
+    for line in res.science:
+        print(f"  {line}")
+    for f in res.failed:
+        print(f"  FAILED: {f}")
     return 1 if res.failed else 0
 
 
@@ -137,7 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="a synthetic screen end to end through Dagster")
     s.add_argument("--preset", default="demo", choices=["demo", "small"])
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--checkpoint", help="model folder that embeds the tiles (e.g. ssl-pa_dino_barlow_xb)")
     s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("pretrain", help="pre-train the ablation variants on an acquired screen, then the ablation")
+    s.add_argument("--variant", action="append", help="one variant (repeatable; default: all five)")
+    s.add_argument("--steps", type=int, default=0, help="optimizer steps per variant (default: the preset's)")
+    s.add_argument("--time-budget", type=float, default=0.0, help="seconds per variant call (resumable)")
+    s.set_defaults(func=cmd_pretrain)
 
     s = sub.add_parser("ui", help="start the Dagster UI on 127.0.0.1")
     s.add_argument("--port", type=int, default=3000)

@@ -11,6 +11,7 @@ from lcd_assets.analysis import assets as analysis
 from lcd_assets.models import assets as models
 from lcd_assets.moa import assets as moa
 from lcd_assets.partitions import condition_partitions, measurement_partitions
+from lcd_assets.pretraining import assets as pretraining
 from lcd_assets.registry import assets as registry
 from lcd_assets.resources import resources_for_env
 
@@ -56,15 +57,33 @@ screen_job = dg.define_asset_job(
     ),
 )
 
+tile_bank_job = dg.define_asset_job(
+    "tile_bank",
+    selection=dg.AssetSelection.assets(pretraining.ssl_tile_bank),
+    description="Write every kept tile once for pre-training (train / held-out split).",
+)
+pretraining_job = dg.define_asset_job(
+    "pretraining",
+    selection=dg.AssetSelection.assets(pretraining.ssl_checkpoint),
+    partitions_def=pretraining.variant_partitions,
+    description="Train one ablation variant's self-supervised ViT (partition = variant); resumable.",
+)
+ablation_job = dg.define_asset_job(
+    "ablation",
+    selection=dg.AssetSelection.assets(pretraining.ssl_ablation),
+    description="Score every trained variant and the untrained baselines on the held-out tiles.",
+)
+PRETRAINING_ASSETS = [pretraining.ssl_tile_bank, pretraining.ssl_checkpoint, pretraining.ssl_ablation]
+
 
 def build_definitions(resources: dict | None = None) -> dg.Definitions:
     """Definitions with the environment's resources (or the ones given, e.g. in tests)."""
     return dg.Definitions(
         assets=[
             registry.plate_registry, models.model_checkpoint, *ACQUISITION_ASSETS,
-            *ANALYSIS_ASSETS, *SCREEN_ASSETS,
+            *ANALYSIS_ASSETS, *SCREEN_ASSETS, *PRETRAINING_ASSETS,
         ],
-        jobs=[setup_job, acquisition_job, analysis_job, screen_job],
+        jobs=[setup_job, acquisition_job, analysis_job, screen_job, tile_bank_job, pretraining_job, ablation_job],
         sensors=[
             inbox_sensor_factory(acquisition_job),
             dg.AutomationConditionSensorDefinition(

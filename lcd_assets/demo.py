@@ -87,17 +87,32 @@ def _prune_warehouse(wh: Warehouse, live: set[tuple[str, str]]) -> None:
                 wh.delete_partition(dataset, {"plate": key[0], "timepoint": key[1]})
 
 
+def _resources(home: Path, checkpoint: str | None = None, **pretraining) -> dict:
+    from lcd_assets.resources import EmbeddingSettings, PretrainingSettings
+
+    resources = resources_for_env(home=home)
+    if checkpoint:
+        resources["embedding"] = EmbeddingSettings(**{**resources["embedding"].model_dump(), "checkpoint": checkpoint})
+    if pretraining:
+        base = resources["pretraining"].model_dump()
+        resources["pretraining"] = PretrainingSettings(**{**base, **{k: v for k, v in pretraining.items() if v}})
+    return resources
+
+
 def run_demo(
     home: Path,
     preset: str = "demo",
     seed: int = 0,
     log: Callable[[str], None] = print,
     instance: dg.DagsterInstance | None = None,
+    checkpoint: str | None = None,
 ) -> DemoResult:
     """Generate a synthetic screen into ``home`` and materialize every asset of every partition.
 
     Re-running replaces: the inbox, metadata and ground truth are regenerated, partitions of plates
     that disappeared are removed, and every partition write replaces its previous rows.
+    ``checkpoint`` names the model folder that embeds the tiles (default: the untrained ViT;
+    ``ssl-<variant>`` after ``lcd pretrain``).
     """
     from lcd_core.synth import generate_screen
 
@@ -121,7 +136,7 @@ def run_demo(
     _sync_partitions(instance, dose_partitions.name, {m.dose for m in measurements})
     _prune_warehouse(Warehouse(home), live)
 
-    defs = build_definitions(resources_for_env(home=home))
+    defs = build_definitions(_resources(home, checkpoint))
 
     def run(job_name: str, partition_key=None, tags=None) -> None:
         job = defs.resolve_job_def(job_name)
@@ -157,6 +172,55 @@ def run_demo(
             result.counts[name] = int(wh.query(f"SELECT count(*) AS n FROM {name}")["n"][0])
         except Exception:  # a table a failed run never wrote
             result.counts[name] = 0
+    return result
+
+
+def run_pretraining(
+    home: Path,
+    variants: list[str] | None = None,
+    steps: int = 0,
+    time_budget_s: float = 0.0,
+    log: Callable[[str], None] = print,
+    instance: dg.DagsterInstance | None = None,
+) -> DemoResult:
+    """Pre-train the ablation variants on a screen already acquired under ``home`` (``lcd demo``
+    first): tile bank → one ``ssl_checkpoint`` partition per variant → ``ssl_ablation``."""
+    from lcd_assets.pretraining.assets import variant_partitions
+
+    home = home.expanduser().resolve()
+    prepare_instance(home)
+    instance = instance or dg.DagsterInstance.get()
+    defs = build_definitions(_resources(home, steps=steps, time_budget_s=time_budget_s))
+    variants = variants or variant_partitions.get_partition_keys()
+    result = DemoResult()
+
+    def run(job_name: str, partition_key=None) -> None:
+        t0 = time.perf_counter()
+        res = defs.resolve_job_def(job_name).execute_in_process(
+            instance=instance, partition_key=partition_key, raise_on_error=False)
+        key = job_name if partition_key is None else f"{job_name}[{partition_key}]"
+        result.seconds[key] = time.perf_counter() - t0
+        result.runs[job_name] = result.runs.get(job_name, 0) + 1
+        if not res.success:
+            result.failed.append(f"{key} (run {res.run_id})")
+            log(f"  FAILED: {key} (run {res.run_id})")
+
+    log("tile bank")
+    run("tile_bank")
+    for v in variants:
+        log(f"pre-training {v}")
+        run("pretraining", v)
+    log("ablation")
+    run("ablation")
+    wh = Warehouse(home)
+    if "ablation" in wh.tables():
+        table = wh.query("SELECT model, variant, steps, retrieval_map, replica_balanced_accuracy, "
+                         "replica_chance FROM ablation")
+        result.counts["ablation"] = table.height
+        result.science = [
+            f"{m:40s} {v:26s} mAP {r:.4f}  replica acc {a:.3f} (chance {c:.2f})"
+            for m, v, _, r, a, c in table.iter_rows()
+        ]
     return result
 
 

@@ -85,6 +85,23 @@ class EmbeddingSettings(dg.ConfigurableResource):
     dtype: str = "auto"
 
 
+class PretrainingSettings(dg.ConfigurableResource):
+    """How the ``ssl_checkpoint`` partitions train (one per ablation variant).
+
+    ``preset``: ``cpu`` (the bounded CPU recipe of :func:`lcd_core.ssl.config.cpu_default`, see
+    :data:`CPU_PRETRAINING`) or ``gpu`` (the paper-scale recipe). ``steps``: optimizer steps of the
+    run (0: the preset's); the schedules are laid over exactly these steps. ``time_budget_s``
+    stops a call early (0: none); a later materialization resumes where it stopped.
+    """
+
+    preset: str = "cpu"
+    steps: int = 0
+    time_budget_s: float = 0.0
+    num_threads: int = 0
+    device: str = "auto"
+    seed: int = 0
+
+
 def resources_for_env(env: str | None = None, home: Path | None = None) -> dict:
     """Resource set of an environment: ``local`` (CPU, bf16 where supported) or ``gpu``."""
     env = env or os.environ.get("LCD_ENV", "local")
@@ -100,4 +117,5 @@ def resources_for_env(env: str | None = None, home: Path | None = None) -> dict:
         "lcd": LcdHome(home=str(home)),
         "tiling": TilingSettings(),
         "embedding": embedding,
+        "pretraining": PretrainingSettings(preset="gpu" if env == "gpu" else "cpu"),
     }

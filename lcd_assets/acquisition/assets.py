@@ -19,7 +19,7 @@ from lcd_assets import metadata as md
 from lcd_assets.partitions import measurement_partitions, partitioned_check
 from lcd_assets.resources import WAREHOUSE_POOL, EmbeddingSettings, LcdHome, TilingSettings
 from lcd_core import acquisition as acq
-from lcd_core.embed import aggregate_embeddings, embed_batches
+from lcd_core.embed import aggregate_embeddings, embed_batches, input_size_of, resize_tiles
 from lcd_core.inbox import resolve_partition
 from lcd_core.phenix import read_index
 from lcd_core.tiles import preprocess_stack, render_preview, render_tile_strip, tile_grid
@@ -301,10 +301,14 @@ def tile_embeddings(
 
     rows: list[dict] = []
 
+    size = input_size_of(ckpt, config.tile_size)
+    if size != config.tile_size:
+        context.log.info(f"{label} was trained on {size}-px crops: tiles are resized to {size} px")
+
     def batches():
         for tile_rows, arr in acq.iter_kept_tiles(fovs, kept, config):
             rows.extend(tile_rows)
-            yield arr
+            yield resize_tiles(arr, size)
 
     def progress(done: int, total: int | None, rate: float) -> None:
         context.log.info(f"embedded {done}/{total} tiles ({rate:.1f} tiles/s)")

@@ -1,4 +1,5 @@
-"""Model checkpoints. Until pre-training exists, the untrained ViT-S/16 baseline."""
+"""The checkpoint the embedding assets use: the untrained ViT-S/16 baseline (written here) or a
+pre-trained ``ssl-<variant>`` checkpoint (written by the ``ssl_checkpoint`` assets)."""
 
 
 import dagster as dg
@@ -23,18 +24,18 @@ UNTRAINED_SEED = 0
     ],
     description=(
         "The ViT-S/16 checkpoint the embedding assets use (safetensors + JSON config under "
-        "`$LCD_HOME/models/<name>`, loadable with `timm.create_model`). Until self-supervised "
-        "pre-training exists this is an UNTRAINED ViT with a fixed seed: a baseline, not a model."
+        "`$LCD_HOME/models/<name>`, loadable with `timm.create_model`), chosen by the `embedding` "
+        "resource: by default an UNTRAINED ViT with a fixed seed (a baseline, labelled as such), or a "
+        "pre-trained `ssl-<variant>` checkpoint of the pretraining group."
     ),
 )
 def model_checkpoint(context: dg.AssetExecutionContext, lcd: LcdHome, embedding: EmbeddingSettings):
     target = lcd.models_dir / embedding.checkpoint
     if not (target / "model.safetensors").exists():
         if not embedding.checkpoint.startswith("untrained-"):
-            raise FileNotFoundError(
-                f"checkpoint {embedding.checkpoint!r} not found in {lcd.models_dir}; only "
-                "'untrained-*' checkpoints are created here"
-            )
+            hint = (f"materialize ssl_checkpoint partition {embedding.checkpoint[4:]!r} (`lcd pretrain`)"
+                    if embedding.checkpoint.startswith("ssl-") else "only 'untrained-*' checkpoints are created here")
+            raise FileNotFoundError(f"checkpoint {embedding.checkpoint!r} not found in {lcd.models_dir}; {hint}")
         model = create_vit(seed=UNTRAINED_SEED)
         save_checkpoint(
             model,

@@ -1,0 +1,278 @@
+"""Self-supervised pre-training (SPEC 4.2): tile bank → one checkpoint per ablation variant → the
+ablation table. Thin glue over :mod:`lcd_core.ssl`."""
+
+
+import json
+import time
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import polars as pl
+
+from lcd_assets import metadata as md
+from lcd_assets.resources import WAREHOUSE_POOL, EmbeddingSettings, LcdHome, PretrainingSettings, TilingSettings
+from lcd_core import acquisition as acq
+from lcd_core.embed import embed_tiles, input_size_of, resize_tiles
+from lcd_core.plots import ablation_bars, training_curves
+from lcd_core.ssl import ablation
+from lcd_core.ssl.checkpoint import STATE_JSON
+from lcd_core.ssl.config import VARIANTS, preset_config
+from lcd_core.ssl.sampler import CrossBatchSampler
+from lcd_core.ssl.source import TileBank
+from lcd_core.vit import describe_checkpoint, load_checkpoint
+
+GROUP = "pretraining"
+BANK_DIR = "ssl/tile_bank"
+variant_partitions = dg.StaticPartitionsDefinition(list(VARIANTS))
+# collapse: the held-out embeddings of a collapsed model have (nearly) one direction
+MIN_EFFECTIVE_RANK = 2.0
+MIN_STD_FRACTION = 0.05  # of the isotropic per-dimension std 1/√D
+
+
+def checkpoint_name(variant: str) -> str:
+    """Folder of ``$LCD_HOME/models`` holding the checkpoint of an ablation variant."""
+    return f"ssl-{variant}"
+
+
+def _bank(lcd: LcdHome) -> TileBank:
+    folder = lcd.root / BANK_DIR
+    if not (folder / TileBank.ARRAY).exists():
+        raise FileNotFoundError(f"tile bank {folder} not found: materialize ssl_tile_bank first")
+    return TileBank(folder)
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"numpy", "parquet"},
+    deps=["tiles", "plate_registry"],
+    description=(
+        "Every kept tile of the screen written once for pre-training (`$LCD_HOME/ssl/tile_bank`: "
+        "float16 array + tile table with lineage and `split`). Tiles of the holdout layouts "
+        "(compounds never seen in training) are `heldout`: the ablation evaluates on them; the "
+        "rest are `train`. Training re-reads tiles thousands of times, so they are cut from the "
+        "TIFFs once here."
+    ),
+)
+def ssl_tile_bank(context: dg.AssetExecutionContext, lcd: LcdHome, tiling: TilingSettings) -> dg.MaterializeResult:
+    wh = lcd.warehouse()
+    kept = wh.query("SELECT * FROM tiles WHERE kept ORDER BY plate, timepoint, well, field, tile_index")
+    if kept.height == 0:
+        raise ValueError("no kept tiles in the warehouse: materialize the acquisition partitions first")
+    screen = lcd.screen()
+    held, why = ablation.heldout_layouts(screen.layouts, screen.compounds)
+    kept = kept.with_columns(pl.when(pl.col("layout").is_in(held)).then(pl.lit("heldout"))
+                             .otherwise(pl.lit("train")).alias("split"))
+    parts = kept.select("plate", "timepoint").unique().sort(["plate", "timepoint"]).rows()
+
+    def chunks():
+        for i, (plate, tp) in enumerate(parts, 1):
+            index = wh.query("SELECT * FROM image_index WHERE plate = $p AND timepoint = $t", {"p": plate, "t": tp})
+            bf = index.filter(pl.col("channel_type").str.to_lowercase() == "brightfield")["channel"].unique()
+            config = tiling.config_for(int(index["size_x"].max()))
+            part = kept.filter((pl.col("plate") == plate) & (pl.col("timepoint") == tp))
+            yield from acq.iter_kept_tiles(acq.fov_paths(index, int(bf[0])), part, config)
+            context.log.info(f"tile bank: {i}/{len(parts)} measurements ({plate} × {tp})")
+
+    t0 = time.perf_counter()
+    bank = TileBank.write(lcd.root / BANK_DIR, chunks(), kept.height, tiling.tile_size)
+    train = bank.table.filter(pl.col("split") == "train")
+    levels = CrossBatchSampler(train, cross_batch=True).levels()
+    return dg.MaterializeResult(
+        metadata={
+            "tiles": bank.table.height,
+            "train_tiles": train.height,
+            "heldout_tiles": bank.table.height - train.height,
+            "heldout_layouts": ", ".join(held),
+            "heldout_rule": why,
+            "xb_partner_levels": md.table(pl.DataFrame(
+                {"level": list(levels), "anchors": [int(v) for v in levels.values()]})),
+            "size_mb": round((lcd.root / BANK_DIR / TileBank.ARRAY).stat().st_size / 1e6, 1),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "path": dg.MetadataValue.path(str(lcd.root / BANK_DIR)),
+        }
+    )
+
+
+def _saved_state(folder: Path) -> dict | None:
+    f = folder / STATE_JSON
+    return json.loads(f.read_text()) if f.is_file() else None
+
+
+def _embed_heldout(model, config: dict, bank: TileBank) -> tuple[np.ndarray, pl.DataFrame]:
+    mask = (bank.table["split"] == "heldout").to_numpy()
+    view = bank.subset(mask)
+    tiles = view.array()
+    size = input_size_of(config, tiles.shape[-1])
+    x = np.concatenate([resize_tiles(tiles[i:i + 256], size) for i in range(0, len(tiles), 256)]) \
+        if len(tiles) else tiles
+    return embed_tiles(model, x), view.table
+
+
+@dg.asset(
+    partitions_def=variant_partitions,
+    group_name=GROUP,
+    kinds={"pytorch", "safetensors"},
+    deps=["ssl_tile_bank"],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "not_collapsed",
+            asset="ssl_checkpoint",
+            blocking=True,
+            description=(
+                f"The teacher's held-out tile embeddings keep an effective rank ≥ {MIN_EFFECTIVE_RANK} and a "
+                f"per-dimension std ≥ {MIN_STD_FRACTION:.0%} of an isotropic embedding's: a collapsed "
+                "model maps every tile to (nearly) one point."
+            ),
+        )
+    ],
+    description=(
+        "One self-supervised ViT checkpoint per ablation variant (DINO; + Barlow; + XB; + Barlow + XB; "
+        "PA + DINO + Barlow + XB) trained on the `train` tiles of the bank: safetensors weights + JSON "
+        "config in `$LCD_HOME/models/ssl-<variant>` (the teacher backbone, loadable with "
+        "`timm.create_model`), plus the resumable training state. Resumes an interrupted run; a "
+        "finished run is retrained from scratch. CPU preset: bounded steps (see README); GPU: "
+        "paper scale. Metadata: loss curves and collapse indicators."
+    ),
+)
+def ssl_checkpoint(context: dg.AssetExecutionContext, lcd: LcdHome,
+                   pretraining: PretrainingSettings) -> dg.MaterializeResult:
+    from lcd_core.ssl.trainer import train
+
+    variant = context.partition_key
+    bank = _bank(lcd)
+    mask = (bank.table["split"] == "train").to_numpy()
+    source = bank.subset(mask)
+    config, steps = preset_config(pretraining.preset, variant, len(source), steps=pretraining.steps or None,
+                                  seed=pretraining.seed)
+    out = lcd.models_dir / checkpoint_name(variant)
+    saved = _saved_state(out)
+    resume = bool(saved and saved.get("config") == config.to_dict() and saved["step"] < saved["total_steps"])
+    context.log.info(
+        f"{config.variant}: {steps} steps of {config.batch_size} pairs × {config.n_crops} crops on "
+        f"{len(source)} tiles ({config.arch}, {config.global_crop_size}/{config.local_crop_size} px)"
+        + (f"; resuming at step {saved['step']}" if resume else "")
+    )
+
+    def progress(rec: dict) -> None:
+        context.log.info(
+            f"step {rec['step']}/{rec['total_steps']} loss {rec['loss']:.4f} (DINO {rec['dino']:.3f}"
+            + (f", Barlow {rec['barlow']:.3f}" if rec["barlow"] is not None else "")
+            + f") {rec['crops_per_s']:.0f} crops/s ETA {rec['eta_call_s']:.0f} s; teacher entropy "
+            f"{rec['teacher_entropy']:.3f}, embed std {rec['embed_std']:.4f}, eff. rank {rec['effective_rank']:.1f}"
+        )
+
+    t0 = time.perf_counter()
+    result = train(config, source, checkpoint_dir=out, resume=resume, progress=progress, name=out.name,
+                   log_every=max(1, min(25, steps // 20)), checkpoint_every=max(10, steps // 10),
+                   time_budget_s=pretraining.time_budget_s or None, device=pretraining.device,
+                   num_threads=pretraining.num_threads or None)
+    seconds = time.perf_counter() - t0
+    model, ckpt = load_checkpoint(out)
+    emb, _ = _embed_heldout(model, ckpt, bank)
+    stats = ablation.collapse_stats(emb)
+    ok = (stats["effective_rank"] >= MIN_EFFECTIVE_RANK
+          and stats["embed_std"] >= MIN_STD_FRACTION * stats["embed_std_iso"])
+    history = pl.DataFrame(result.history, infer_schema_length=None) if result.history else pl.DataFrame()
+    meta = {
+        "model": describe_checkpoint(ckpt),
+        "variant": config.variant,
+        "step": result.step,
+        "total_steps": result.total_steps,
+        "stopped_by": result.stopped_by,
+        "resumed_from": result.resumed_from if result.resumed_from is not None else "(fresh)",
+        "crops_per_s": round(result.crops_per_s, 1),
+        "seconds": round(seconds, 1),
+        "train_tiles": len(source),
+        "xb_pairs": md.table(pl.DataFrame({"kind": list(result.sampler_stats),
+                                          "pairs": [int(v) for v in result.sampler_stats.values()]}))
+        if result.sampler_stats else "(none)",
+        "heldout_embed_std": round(stats["embed_std"], 5),
+        "heldout_effective_rank": round(stats["effective_rank"], 2),
+        "config": dg.MetadataValue.json(config.to_dict()),
+        "path": dg.MetadataValue.path(str(out)),
+    }
+    if history.height:
+        last = history.row(-1, named=True)
+        meta.update({"final_loss": round(last["loss"], 4), "teacher_entropy": round(last["teacher_entropy"], 4)})
+        meta["loss_curves"] = md.image(training_curves(history, config.variant), "loss and collapse indicators",
+                                       lcd.previews_dir / "pretraining" / f"{variant}.png")
+    return dg.MaterializeResult(
+        metadata=meta,
+        check_results=[dg.AssetCheckResult(
+            check_name="not_collapsed", passed=bool(ok),
+            metadata={k: round(v, 5) for k, v in stats.items()})],
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pytorch", "duckdb"},
+    pool=WAREHOUSE_POOL,
+    deps=["ssl_checkpoint", "model_checkpoint", "ssl_tile_bank"],
+    description=(
+        "The pre-training ablation on the same held-out tiles for every model: compound retrieval "
+        "mAP (same compound, other replica; higher is better) and replica predictability (balanced "
+        "accuracy of a linear probe predicting the replica from DMSO tiles; lower is more "
+        "batch-invariant), with the untrained ViTs as baseline rows. Table `ablation`."
+    ),
+)
+def ssl_ablation(context: dg.AssetExecutionContext, lcd: LcdHome, embedding: EmbeddingSettings,
+                 pretraining: PretrainingSettings) -> dg.MaterializeResult:
+    from lcd_core.vit import create_vit
+
+    bank = _bank(lcd)
+    rows: list[dict] = []
+
+    def score(model_name: str, variant: str, model, ckpt: dict) -> None:
+        t0 = time.perf_counter()
+        emb, table = _embed_heldout(model, ckpt, bank)
+        s = ablation.evaluate_embedding(emb, table)
+        rows.append({"model": model_name, "variant": variant, "trained": bool(ckpt.get("trained", True)),
+                     "arch": ckpt.get("arch"), "input_size": input_size_of(ckpt, bank.tiles.shape[-1]),
+                     "steps": ckpt.get("step"), **s.as_row(), **ablation.collapse_stats(emb)})
+        context.log.info(f"{model_name}: retrieval mAP {s.retrieval_map:.4f}, replica balanced accuracy "
+                         f"{s.replica_balanced_accuracy:.3f} ({time.perf_counter() - t0:.0f} s)")
+
+    base = lcd.models_dir / embedding.checkpoint
+    if (base / "model.safetensors").exists():
+        model, ckpt = load_checkpoint(base)
+        if not ckpt.get("trained", True):
+            score(embedding.checkpoint, "untrained", model, ckpt)
+    trained = [(v, lcd.models_dir / checkpoint_name(v)) for v in VARIANTS]
+    trained = [(v, p) for v, p in trained if (p / "model.safetensors").exists()]
+    if not trained:
+        raise FileNotFoundError("no ssl-<variant> checkpoint in the models folder: materialize ssl_checkpoint first")
+    geometry = set()
+    for variant, path in trained:
+        model, ckpt = load_checkpoint(path)
+        geometry.add((ckpt["arch"], input_size_of(ckpt, bank.tiles.shape[-1])))
+        score(path.name, VARIANTS_LABEL[variant], model, ckpt)
+    for arch, size in sorted(geometry):  # the untrained twin of each trained geometry: a fair baseline
+        if any(r["variant"] == "untrained" and r["arch"] == arch and r["input_size"] == size for r in rows):
+            continue
+        score(f"untrained-{arch}-{size}px", "untrained", create_vit(arch, seed=pretraining.seed),
+              {"trained": False, "arch": arch, "input_size": size})
+    table = pl.DataFrame(rows, infer_schema_length=None)
+    lcd.warehouse().replace_table("ablation", table)
+    best = table.sort("retrieval_map", descending=True).row(0, named=True)
+    xb = table.filter(pl.col("variant").str.contains("XB"))
+    non_xb = table.filter(pl.col("trained") & ~pl.col("variant").str.contains("XB"))
+    untrained = table.filter(~pl.col("trained"))
+    meta = {
+        "ablation": md.table(table.select("model", "variant", "steps", "retrieval_map", "retrieval_map_same_dose",
+                                          "replica_balanced_accuracy", "replica_chance", "effective_rank")),
+        "figure": md.image(ablation_bars(table), "ablation", lcd.previews_dir / "pretraining" / "ablation.png"),
+        "best_model": f"{best['model']} ({best['variant']}), retrieval mAP {best['retrieval_map']:.4f}",
+        "heldout_tiles": int((bank.table["split"] == "heldout").sum()),
+    }
+    if untrained.height:
+        meta["best_trained_minus_untrained_map"] = round(
+            float(table.filter(pl.col("trained"))["retrieval_map"].max() - untrained["retrieval_map"].max()), 4)
+    if xb.height and non_xb.height:
+        meta["replica_accuracy_xb_minus_non_xb"] = round(
+            float(xb["replica_balanced_accuracy"].mean() - non_xb["replica_balanced_accuracy"].mean()), 4)
+    return dg.MaterializeResult(metadata=meta)
+
+
+VARIANTS_LABEL = {v: preset_config("gpu", v, 1)[0].variant for v in VARIANTS}
