@@ -1,11 +1,12 @@
 # make demo   install into .venv and run the demo screen end to end (LCD_HOME, default ~/.lcd)
 # make test   install into .venv and run the tests
+# make pretrain  after make demo: pre-train the five ablation variants (CPU preset) + the ablation table
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test ui bench clean-venv
+.PHONY: install demo test ui bench pretrain clean-venv
 
 install: $(STAMP)
 
@@ -24,11 +25,15 @@ demo: install
 test: install
 	$(PY) -m pytest -q -n 2 --durations=15
 
+pretrain: install
+	$(VENV)/bin/lcd pretrain
+
 ui: install
 	$(VENV)/bin/lcd ui
 
 bench: install
 	$(PY) benchmarks/bench_embed.py
+	$(PY) benchmarks/bench_pretrain.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -76,7 +76,8 @@ def cmd_pretrain(args) -> int:
 
     home = _home(args)
     print(f"LCD_HOME={home}")
-    res = run_pretraining(home, variants=args.variant, steps=args.steps, time_budget_s=args.time_budget)
+    res = run_pretraining(home, variants=args.variant, steps=args.steps, time_budget_s=args.time_budget,
+                          num_threads=args.threads, train=not args.ablation_only)
     print("\n== lcd pretrain summary ==")
     for k, v in res.seconds.items():
         print(f"  {k:32s} {v:>8.1f} s")
@@ -161,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--variant", action="append", help="one variant (repeatable; default: all five)")
     s.add_argument("--steps", type=int, default=0, help="optimizer steps per variant (default: the preset's)")
     s.add_argument("--time-budget", type=float, default=0.0, help="seconds per variant call (resumable)")
+    s.add_argument("--threads", type=int, default=0, help="torch threads for training (default: torch's)")
+    s.add_argument("--ablation-only", action="store_true", help="re-score the existing checkpoints, no training")
     s.set_defaults(func=cmd_pretrain)
 
     s = sub.add_parser("ui", help="start the Dagster UI on 127.0.0.1")

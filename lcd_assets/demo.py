@@ -182,15 +182,23 @@ def run_pretraining(
     time_budget_s: float = 0.0,
     log: Callable[[str], None] = print,
     instance: dg.DagsterInstance | None = None,
+    num_threads: int = 0,
+    train: bool = True,
 ) -> DemoResult:
     """Pre-train the ablation variants on a screen already acquired under ``home`` (``lcd demo``
-    first): tile bank → one ``ssl_checkpoint`` partition per variant → ``ssl_ablation``."""
+    first): tile bank → one ``ssl_checkpoint`` partition per variant → ``ssl_ablation``.
+    ``train=False`` only re-scores the checkpoints already there."""
     from lcd_assets.pretraining.assets import variant_partitions
+
+    known = variant_partitions.get_partition_keys()
+    unknown = sorted(set(variants or []) - set(known))
+    if unknown:
+        raise ValueError(f"unknown variant(s) {unknown}; expected some of {known}")
 
     home = home.expanduser().resolve()
     prepare_instance(home)
     instance = instance or dg.DagsterInstance.get()
-    defs = build_definitions(_resources(home, steps=steps, time_budget_s=time_budget_s))
+    defs = build_definitions(_resources(home, steps=steps, time_budget_s=time_budget_s, num_threads=num_threads))
     variants = variants or variant_partitions.get_partition_keys()
     result = DemoResult()
 
@@ -205,21 +213,22 @@ def run_pretraining(
             result.failed.append(f"{key} (run {res.run_id})")
             log(f"  FAILED: {key} (run {res.run_id})")
 
-    log("tile bank")
-    run("tile_bank")
-    for v in variants:
-        log(f"pre-training {v}")
-        run("pretraining", v)
+    if train:
+        log("tile bank")
+        run("tile_bank")
+        for v in variants:
+            log(f"pre-training {v}")
+            run("pretraining", v)
     log("ablation")
     run("ablation")
     wh = Warehouse(home)
     if "ablation" in wh.tables():
-        table = wh.query("SELECT model, variant, steps, retrieval_map, replica_balanced_accuracy, "
-                         "replica_chance FROM ablation")
+        table = wh.query("SELECT model, variant, retrieval_map, retrieval_map_ci_low, retrieval_map_ci_high, "
+                         "replica_balanced_accuracy, replica_chance FROM ablation")
         result.counts["ablation"] = table.height
         result.science = [
-            f"{m:40s} {v:26s} mAP {r:.4f}  replica acc {a:.3f} (chance {c:.2f})"
-            for m, v, _, r, a, c in table.iter_rows()
+            f"{m:40s} {v:26s} mAP {r:.4f} [{lo:.4f}, {hi:.4f}]  replica acc {a:.3f} (chance {c:.2f})"
+            for m, v, r, lo, hi, a, c in table.iter_rows()
         ]
     return result
 

@@ -55,3 +55,15 @@ def test_plate_registry_asset_fails_naming_duplicate_wells(lcd_home, instance):
     assert not res.success
     err = str(next(e for e in res.all_events if e.is_step_failure).step_failure_data.error)
     assert "layouts.csv" in err and str(len(lines)) in err
+
+
+def test_pretrain_before_acquisition_fails_clearly(lcd_home, capsys, monkeypatch):
+    """`lcd pretrain` on a screen with no acquired tiles reports the failed tile bank run and
+    exits non-zero, without writing a checkpoint."""
+    monkeypatch.setenv("DAGSTER_HOME", str(lcd_home / "dagster"))  # restored after the test
+    monkeypatch.setenv("LCD_HOME", str(lcd_home))
+    code = main(["--home", str(lcd_home), "pretrain", "--variant", "dino", "--steps", "1", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FAILED: tile_bank" in out and "FAILED: pretraining[dino]" in out
+    assert not (lcd_home / "models" / "ssl-dino").exists()

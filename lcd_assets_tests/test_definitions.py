@@ -57,3 +57,18 @@ def test_lcd_core_never_imports_dagster():
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
             assert not any(n.split(".")[0] == "dagster" for n in names), f"{path} imports dagster"
+
+
+def test_pretraining_assets_partitioned_by_variant_with_a_collapse_check():
+    from lcd_assets.pretraining.assets import variant_partitions
+
+    graph = defs.resolve_asset_graph()
+    assert graph.get(dg.AssetKey("ssl_checkpoint")).partitions_def == variant_partitions
+    assert variant_partitions.get_partition_keys() == [
+        "dino", "dino_barlow", "dino_xb", "dino_barlow_xb", "pa_dino_barlow_xb"]
+    check = dg.AssetCheckKey(dg.AssetKey("ssl_checkpoint"), "not_collapsed")
+    assert check in graph.asset_check_keys and graph.get_check_spec(check).blocking
+    for name in ("ssl_tile_bank", "ssl_ablation"):
+        assert graph.get(dg.AssetKey(name)).partitions_def is None
+    jobs = {j.name for j in defs.get_all_job_defs()}
+    assert {"tile_bank", "pretraining", "ablation"} <= jobs

@@ -144,3 +144,11 @@ def test_tile_bank_round_trip_and_failed_write_keeps_the_old_bank(tmp_path):
     with pytest.raises(ValueError, match="announced"):
         TileBank.write(tmp_path / "bank", [(rows, x)], 4, 16)
     assert TileBank(tmp_path / "bank").table.height == 5
+
+
+def test_evaluate_embedding_reports_a_bootstrap_interval_around_the_map():
+    t = _tiles()
+    s = ablation.evaluate_embedding(_embed(t, 1.0, 1.0), t)
+    assert s.retrieval_map_ci_low <= s.retrieval_map <= s.retrieval_map_ci_high
+    assert s.retrieval_map_ci_high - s.retrieval_map_ci_low > 0
+    assert ablation.bootstrap_ci(np.full(5, 0.3)) == pytest.approx((0.3, 0.3))

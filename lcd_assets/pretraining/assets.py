@@ -56,6 +56,8 @@ def _bank(lcd: LcdHome) -> TileBank:
 )
 def ssl_tile_bank(context: dg.AssetExecutionContext, lcd: LcdHome, tiling: TilingSettings) -> dg.MaterializeResult:
     wh = lcd.warehouse()
+    if "tiles" not in wh.tables():
+        raise ValueError("no tiles table in the warehouse: materialize the acquisition partitions first")
     kept = wh.query("SELECT * FROM tiles WHERE kept ORDER BY plate, timepoint, well, field, tile_index")
     if kept.height == 0:
         raise ValueError("no kept tiles in the warehouse: materialize the acquisition partitions first")
@@ -214,7 +216,8 @@ def ssl_checkpoint(context: dg.AssetExecutionContext, lcd: LcdHome,
         "The pre-training ablation on the same held-out tiles for every model: compound retrieval "
         "mAP (same compound, other replica; higher is better) and replica predictability (balanced "
         "accuracy of a linear probe predicting the replica from DMSO tiles; lower is more "
-        "batch-invariant), with the untrained ViTs as baseline rows. Table `ablation`."
+        "batch-invariant), with the untrained ViTs as baseline rows and a 95 % bootstrap interval "
+        "of the mAP over compounds. Table `ablation`."
     ),
 )
 def ssl_ablation(context: dg.AssetExecutionContext, lcd: LcdHome, embedding: EmbeddingSettings,
@@ -260,15 +263,19 @@ def ssl_ablation(context: dg.AssetExecutionContext, lcd: LcdHome, embedding: Emb
     non_xb = table.filter(pl.col("trained") & ~pl.col("variant").str.contains("XB"))
     untrained = table.filter(~pl.col("trained"))
     meta = {
-        "ablation": md.table(table.select("model", "variant", "steps", "retrieval_map", "retrieval_map_same_dose",
+        "ablation": md.table(table.select("model", "variant", "steps", "retrieval_map", "retrieval_map_ci_low",
+                                          "retrieval_map_ci_high", "retrieval_map_same_dose",
                                           "replica_balanced_accuracy", "replica_chance", "effective_rank")),
         "figure": md.image(ablation_bars(table), "ablation", lcd.previews_dir / "pretraining" / "ablation.png"),
         "best_model": f"{best['model']} ({best['variant']}), retrieval mAP {best['retrieval_map']:.4f}",
         "heldout_tiles": int((bank.table["split"] == "heldout").sum()),
     }
     if untrained.height:
-        meta["best_trained_minus_untrained_map"] = round(
-            float(table.filter(pl.col("trained"))["retrieval_map"].max() - untrained["retrieval_map"].max()), 4)
+        top = table.filter(pl.col("trained")).sort("retrieval_map", descending=True).row(0, named=True)
+        base = untrained.sort("retrieval_map", descending=True).row(0, named=True)
+        meta["best_trained_minus_untrained_map"] = round(top["retrieval_map"] - base["retrieval_map"], 4)
+        # the paper's claim needs the trained model's interval above the best untrained one's
+        meta["trained_beats_untrained"] = bool(top["retrieval_map_ci_low"] > base["retrieval_map_ci_high"])
     if xb.height and non_xb.height:
         meta["replica_accuracy_xb_minus_non_xb"] = round(
             float(xb["replica_balanced_accuracy"].mean() - non_xb["replica_balanced_accuracy"].mean()), 4)

@@ -25,8 +25,8 @@ import polars as pl
 
 from lcd_core.map_kernel import average_precision, cosine_similarity_matrix
 
-__all__ = ["compound_retrieval_map", "replica_predictability", "evaluate_embedding", "AblationScores",
-           "heldout_layouts", "collapse_stats"]
+__all__ = ["compound_retrieval_map", "compound_retrieval_aps", "bootstrap_ci", "replica_predictability",
+           "evaluate_embedding", "AblationScores", "heldout_layouts", "collapse_stats"]
 
 CONTROL_ROLE = "negative_control"
 
@@ -34,6 +34,8 @@ CONTROL_ROLE = "negative_control"
 @dataclass(frozen=True)
 class AblationScores:
     retrieval_map: float  # mean over compounds of the mean AP of their queries
+    retrieval_map_ci_low: float  # 95 % bootstrap interval over compounds (resampled with replacement)
+    retrieval_map_ci_high: float
     retrieval_map_same_dose: float | None  # positives restricted to the query's dose (None: no such pairs)
     n_queries: int
     n_compounds: int
@@ -57,12 +59,20 @@ def _check(embeddings: np.ndarray, table: pl.DataFrame, need: list[str]) -> None
         raise ValueError(f"{bad} embedding rows are not finite")
 
 
-def _per_compound_map(ap: np.ndarray, compounds: np.ndarray) -> float:
+def _per_compound_ap(ap: np.ndarray, compounds: np.ndarray) -> np.ndarray:
     ok = np.isfinite(ap)
-    if not ok.any():
-        return float("nan")
     df = pl.DataFrame({"compound": compounds[ok], "ap": ap[ok]})
-    return float(df.group_by("compound").agg(pl.col("ap").mean())["ap"].mean())
+    return df.group_by("compound").agg(pl.col("ap").mean()).sort("compound")["ap"].to_numpy()
+
+
+def bootstrap_ci(values: np.ndarray, n: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of the mean of ``values`` resampled with replacement ``n`` times."""
+    if values.size == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, (n, values.size))].mean(1)
+    a = (1 - level) / 2
+    return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
 
 
 def compound_retrieval_map(embeddings: np.ndarray, table: pl.DataFrame, *, same_dose: bool = False,
@@ -70,6 +80,14 @@ def compound_retrieval_map(embeddings: np.ndarray, table: pl.DataFrame, *, same_
     """Compound retrieval mAP across replicas (module docstring). Returns ``(mAP, queries,
     compounds)``; queries without a positive or a negative are skipped. ``same_dose``: positives
     must also share the query's dose (replicas of one condition)."""
+    per, nq = compound_retrieval_aps(embeddings, table, same_dose=same_dose)
+    return (float(per.mean()) if per.size else float("nan")), nq, int(per.size)
+
+
+def compound_retrieval_aps(embeddings: np.ndarray, table: pl.DataFrame, *, same_dose: bool = False,
+                           ) -> tuple[np.ndarray, int]:
+    """Per-compound mean AP of :func:`compound_retrieval_map` (sorted by compound) and the number
+    of queries."""
     _check(embeddings, table, ["compound", "replica", "timepoint", "role"] + (["dose"] if same_dose else []))
     comp = table["compound"].to_numpy().astype(str)
     rep = table["replica"].to_numpy().astype(str)
@@ -95,9 +113,9 @@ def compound_retrieval_map(embeddings: np.ndarray, table: pl.DataFrame, *, same_
         aps.append(average_precision(sim[has], pos[has], valid[has]))
         comps.append(comp[q][has])
     if not aps:
-        return float("nan"), 0, 0
+        return np.zeros(0), 0
     ap, cs = np.concatenate(aps), np.concatenate(comps)
-    return _per_compound_map(ap, cs), int(ap.size), int(np.unique(cs).size)
+    return _per_compound_ap(ap, cs), int(ap.size)
 
 
 def replica_predictability(embeddings: np.ndarray, table: pl.DataFrame, *, folds: int = 5,
@@ -131,11 +149,13 @@ def replica_predictability(embeddings: np.ndarray, table: pl.DataFrame, *, folds
 
 def evaluate_embedding(embeddings: np.ndarray, table: pl.DataFrame, *, seed: int = 0) -> AblationScores:
     """Both measures of the module docstring on one embedding of the held-out tiles."""
-    m, nq, nc = compound_retrieval_map(embeddings, table)
+    per, nq = compound_retrieval_aps(embeddings, table)
+    m = float(per.mean()) if per.size else float("nan")
+    lo, hi = bootstrap_ci(per, seed=seed)
     m_dose = compound_retrieval_map(embeddings, table, same_dose=True)[0] if "dose" in table.columns else None
     acc, chance, nctrl, nrep = replica_predictability(embeddings, table, seed=seed)
-    return AblationScores(m, None if m_dose is None or not np.isfinite(m_dose) else m_dose, nq, nc, acc,
-                          chance, nctrl, nrep)
+    return AblationScores(m, lo, hi, None if m_dose is None or not np.isfinite(m_dose) else m_dose, nq,
+                          int(per.size), acc, chance, nctrl, nrep)
 
 
 def heldout_layouts(layouts: pl.DataFrame, compounds: pl.DataFrame) -> tuple[list[str], str]:
