@@ -70,5 +70,5 @@ def test_pretraining_assets_partitioned_by_variant_with_a_collapse_check():
     assert check in graph.asset_check_keys and graph.get_check_spec(check).blocking
     for name in ("ssl_tile_bank", "ssl_ablation"):
         assert graph.get(dg.AssetKey(name)).partitions_def is None
-    jobs = {j.name for j in defs.get_all_job_defs()}
+    jobs = {j.name for j in defs.get_repository_def().get_all_jobs()}
     assert {"tile_bank", "pretraining", "ablation"} <= jobs
