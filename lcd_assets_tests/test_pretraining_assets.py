@@ -147,3 +147,12 @@ def test_missing_tile_bank_is_a_clear_error(lcd_home, instance):
     assert not res.success
     err = [e for e in res.all_events if e.event_type_value == "STEP_FAILURE"][0]
     assert "materialize ssl_tile_bank first" in str(err.event_specific_data.error)
+
+
+def test_ablation_without_heldout_tiles_is_a_clear_error(lcd_home, instance):
+    rows = [{"tile_id": f"t{i}", "split": "train"} for i in range(2)]
+    TileBank.write(lcd_home / "ssl" / "tile_bank", [(rows, np.zeros((2, 3, 16, 16), np.float16))], 2, 16)
+    res = run_job(_defs(lcd_home), "ablation", instance)
+    assert not res.success
+    err = [e for e in res.all_events if e.event_type_value == "STEP_FAILURE"][0]
+    assert "no held-out tiles" in str(err.event_specific_data.error)
