@@ -87,6 +87,20 @@ def _prune_warehouse(wh: Warehouse, live: set[tuple[str, str]]) -> None:
                 wh.delete_partition(dataset, {"plate": key[0], "timepoint": key[1]})
 
 
+def _run_job(defs: dg.Definitions, instance: dg.DagsterInstance, result: DemoResult,
+             log: Callable[[str], None], job_name: str, partition_key=None, tags=None) -> float:
+    """Execute one job in process; count it, record and log a failure; return its seconds."""
+    t0 = time.perf_counter()
+    res = defs.resolve_job_def(job_name).execute_in_process(
+        instance=instance, partition_key=partition_key, tags=tags, raise_on_error=False)
+    key = job_name if partition_key is None else f"{job_name}[{partition_key}]"
+    result.runs[job_name] = result.runs.get(job_name, 0) + 1
+    if not res.success:
+        result.failed.append(f"{key} (run {res.run_id})")
+        log(f"  FAILED: {key} (run {res.run_id})")
+    return time.perf_counter() - t0
+
+
 def _resources(home: Path, checkpoint: str | None = None, **pretraining) -> dict:
     from lcd_assets.resources import EmbeddingSettings, PretrainingSettings
 
@@ -139,14 +153,7 @@ def run_demo(
     defs = build_definitions(_resources(home, checkpoint))
 
     def run(job_name: str, partition_key=None, tags=None) -> None:
-        job = defs.resolve_job_def(job_name)
-        res = job.execute_in_process(
-            instance=instance, partition_key=partition_key, tags=tags, raise_on_error=False
-        )
-        result.runs[job_name] = result.runs.get(job_name, 0) + 1
-        if not res.success:
-            result.failed.append(f"{job_name} {partition_key or ''} (run {res.run_id})")
-            log(f"  FAILED: {job_name} {partition_key or ''} (run {res.run_id})")
+        _run_job(defs, instance, result, log, job_name, partition_key, tags)
 
     t0 = time.perf_counter()
     run("setup")
@@ -203,15 +210,8 @@ def run_pretraining(
     result = DemoResult()
 
     def run(job_name: str, partition_key=None) -> None:
-        t0 = time.perf_counter()
-        res = defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance, partition_key=partition_key, raise_on_error=False)
         key = job_name if partition_key is None else f"{job_name}[{partition_key}]"
-        result.seconds[key] = time.perf_counter() - t0
-        result.runs[job_name] = result.runs.get(job_name, 0) + 1
-        if not res.success:
-            result.failed.append(f"{key} (run {res.run_id})")
-            log(f"  FAILED: {key} (run {res.run_id})")
+        result.seconds[key] = _run_job(defs, instance, result, log, job_name, partition_key)
 
     if train:
         log("tile bank")

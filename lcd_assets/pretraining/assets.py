@@ -17,7 +17,7 @@ from lcd_core.embed import embed_tiles, input_size_of, resize_tiles
 from lcd_core.plots import ablation_bars, training_curves
 from lcd_core.ssl import ablation
 from lcd_core.ssl.checkpoint import STATE_JSON
-from lcd_core.ssl.config import VARIANTS, preset_config
+from lcd_core.ssl.config import VARIANTS, preset_config, variants
 from lcd_core.ssl.sampler import CrossBatchSampler
 from lcd_core.ssl.source import TileBank
 from lcd_core.vit import describe_checkpoint, load_checkpoint
@@ -111,9 +111,8 @@ def _embed_heldout(model, config: dict, bank: TileBank, *, or_train: int = 0) ->
     view = bank.subset(mask)
     tiles = view.array()
     size = input_size_of(config, tiles.shape[-1])
-    x = np.concatenate([resize_tiles(tiles[i:i + 256], size) for i in range(0, len(tiles), 256)]) \
-        if len(tiles) else tiles
-    return embed_tiles(model, x), view.table
+    batches = (resize_tiles(tiles[i:i + 256], size) for i in range(0, len(tiles), 256))
+    return embed_tiles(model, batches), view.table
 
 
 @dg.asset(
@@ -290,4 +289,4 @@ def ssl_ablation(context: dg.AssetExecutionContext, lcd: LcdHome, embedding: Emb
     return dg.MaterializeResult(metadata=meta)
 
 
-VARIANTS_LABEL = {v: preset_config("gpu", v, 1)[0].variant for v in VARIANTS}
+VARIANTS_LABEL = {name: config.variant for name, config in variants().items()}

@@ -8,6 +8,9 @@ arrays by row index: ``load(i)`` → ``(3, T, T)`` float32 in [0, 1] (planes as 
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -91,8 +94,6 @@ class TileBank:
     ARRAY, TABLE = "tiles.npy", "tiles.parquet"
 
     def __init__(self, folder):
-        from pathlib import Path
-
         self.folder = Path(folder)
         arr, tab = self.folder / self.ARRAY, self.folder / self.TABLE
         if not arr.exists() or not tab.exists():
@@ -117,28 +118,36 @@ class TileBank:
     def load(self, i: int) -> np.ndarray:
         return np.asarray(self._tiles[int(i)], dtype=np.float32)
 
-    def subset(self, mask: np.ndarray, *, in_memory: bool = False) -> TileSource:
-        """The rows where ``mask`` holds: a lazy view of the bank, or read into memory."""
-        idx = np.flatnonzero(np.asarray(mask, dtype=bool))
-        if in_memory:
-            return InMemoryTileSource(np.asarray(self._tiles[idx]), self._table[idx])
-        return _BankView(self, idx)
-
+    def subset(self, mask: np.ndarray) -> _BankView:
+        """The rows where ``mask`` holds, as a lazy view of the bank."""
+        return _BankView(self, np.flatnonzero(np.asarray(mask, dtype=bool)))
 
     @classmethod
     def write(cls, folder, chunks, n: int, tile_size: int) -> TileBank:
         """Write a bank from ``chunks``: an iterable of ``(rows, (k, 3, T, T) float array)``, ``n``
         tiles in all. Written under a temporary name and renamed, so a failed write leaves the
-        previous bank in place."""
-        import os
-        import shutil
-        from pathlib import Path
-
+        previous bank in place (and no temporary folder)."""
         folder = Path(folder)
         tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        arr = np.lib.format.open_memmap(tmp / cls.ARRAY, mode="w+", dtype=np.float16,
+        try:
+            rows = cls._fill(tmp, chunks, n, tile_size)
+            pl.DataFrame(rows, infer_schema_length=None).write_parquet(tmp / cls.TABLE)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        old = folder.with_name(folder.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+        return cls(folder)
+
+    @classmethod
+    def _fill(cls, folder: Path, chunks, n: int, tile_size: int) -> list[dict]:
+        arr = np.lib.format.open_memmap(folder / cls.ARRAY, mode="w+", dtype=np.float16,
                                         shape=(n, 3, tile_size, tile_size))
         rows: list[dict] = []
         for chunk_rows, x in chunks:
@@ -150,15 +159,7 @@ class TileBank:
         if len(rows) != n:
             raise ValueError(f"tile bank: {len(rows)} tiles written, {n} announced")
         arr.flush()
-        del arr
-        pl.DataFrame(rows, infer_schema_length=None).write_parquet(tmp / cls.TABLE)
-        old = folder.with_name(folder.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if folder.exists():
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        shutil.rmtree(old, ignore_errors=True)
-        return cls(folder)
+        return rows
 
 
 class _BankView:
