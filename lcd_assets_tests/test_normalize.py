@@ -181,3 +181,32 @@ def test_unknown_method(fov):
     with pytest.raises(ValueError, match="unknown normalization method"):
         normalize(fov, "combat")
     assert normalize(fov, "none").profiles.select(FEATS).equals(fov.select(FEATS).cast(pl.Float64))
+
+
+def test_mad_spherize_whitens_dmso_and_is_fitted_on_dmso_only(fov):
+    res = normalize(fov, "mad_spherize")
+    assert res.features == FEATS and res.profiles.height == fov.height
+    ctrl = (res.profiles["Metadata_role"] == "negative_control").to_numpy()
+    Z = res.profiles.select(FEATS).to_numpy()
+    # the DMSO rows come out with identity correlation and unit variance (ZCA-cor)
+    np.testing.assert_allclose(np.corrcoef(Z[ctrl].T), np.eye(len(FEATS)), atol=1e-6)
+    np.testing.assert_allclose(Z[ctrl].std(axis=0, ddof=1), 1.0, atol=1e-6)
+    # treated rows never enter the fit: moving one treated well leaves every DMSO row unchanged
+    moved = fov.with_columns(
+        pl.when(pl.col("Metadata_compound") == "C0").then(pl.col(f) * 50 + 7).otherwise(pl.col(f)).alias(f)
+        for f in FEATS)
+    Z2 = normalize(moved, "mad_spherize").profiles.select(FEATS).to_numpy()
+    np.testing.assert_allclose(Z2[ctrl], Z[ctrl], atol=1e-9)
+
+
+def test_mad_spherize_equals_pycytominer_spherize_on_the_mad_output(fov):
+    import pandas as pd
+    from pycytominer.operations.transform import Spherize
+
+    mad = normalize(fov, "mad").profiles
+    ctrl = (mad["Metadata_role"] == "negative_control").to_numpy()
+    X = mad.select(FEATS).to_numpy()
+    ref = Spherize(method="ZCA-cor", epsilon=1e-6, return_numpy=True).fit(pd.DataFrame(X[ctrl]))
+    expected = ref.transform(pd.DataFrame(X))
+    ours = normalize(fov, "mad_spherize").profiles.select(FEATS).to_numpy()
+    np.testing.assert_allclose(ours, expected, atol=1e-9)
