@@ -226,6 +226,27 @@ def test_aggregate_weights_by_effect_size_and_falls_back():
         aggregate_incremental(pc, act, weighting="max")
 
 
+def test_an_active_call_takes_dmso_out_of_its_condition():
+    pc = _pc([
+        ("X", "1uM", "04h", {A: 0.2, B: 0.1, "DMSO": 0.7}),  # active: DMSO dropped → A 2/3, B 1/3
+        ("X", "1uM", "20h", {A: 0.1, "DMSO": 0.9}),  # inactive: DMSO kept
+        ("Y", "1uM", "04h", {"DMSO": 1.0}),  # active but no MoA mass: left as it is
+    ])
+    act = pl.DataFrame({
+        "compound": ["X", "X", "Y"], "dose": ["1uM"] * 3, "timepoint": ["04h", "20h", "04h"],
+        "map_es": [3.0, 1.0, 2.0], "active": [True, False, True],
+    })
+    x = aggregate_incremental(pc, act).filter((pl.col("compound") == "X") & (pl.col("mode") == "incremental")).row(0, named=True)
+    # (3·(2/3, 1/3, 0) + 1·(0.1, 0, 0.9)) / 4
+    assert x[f"p_{A}"] == pytest.approx((3 * 2 / 3 + 0.1) / 4) and x[f"p_{B}"] == pytest.approx(0.25)
+    assert x["p_DMSO"] == pytest.approx(0.9 / 4) and x["predicted"] == A
+    y = aggregate_incremental(pc, act).filter(pl.col("compound") == "Y").row(0, named=True)
+    assert y["p_DMSO"] == pytest.approx(1.0)
+    plain = aggregate_incremental(pc, act, active_not_dmso=False).filter(
+        (pl.col("compound") == "X") & (pl.col("mode") == "incremental")).row(0, named=True)
+    assert plain["p_DMSO"] == pytest.approx((3 * 0.7 + 0.9) / 4) and plain["predicted"] == "DMSO"
+
+
 def test_skipped_condition_has_reason_and_no_weight(screen):
     profiles, activity, _ = screen
     one = profiles.filter(pl.col("Metadata_dose") == "10uM")
@@ -276,3 +297,32 @@ def test_polypharmacology_min_prob_and_high_doses():
     # explicit high doses including the low one break P's pair
     pp2 = polypharmacology(pc, high_doses=["0.1uM", "10uM"])
     assert not pp2.filter(pl.col("compound") == "P")["stable_top2"].any()
+
+
+def _final_rows(calls: dict[str, str], set_: str = "train") -> pl.DataFrame:
+    """Prediction rows (incremental steps 1-2 and single steps 1-2) whose last step predicts ``calls``."""
+    rows = []
+    for cpd, pred in calls.items():
+        true = A if cpd.startswith("a") else B
+        for mode, step in [("incremental", 1), ("incremental", 2), ("single", 1), ("single", 2)]:
+            p = pred if step == 2 else "DMSO"
+            probs = dict.fromkeys(PROB_COLUMNS, 0.0) | {f"p_{p}": 1.0}
+            rows.append({"compound": cpd, "moa": true, "set": set_, "mode": mode, "step": step,
+                         "predicted": p, "n_active_conditions": 1, **probs})
+    return pl.DataFrame(rows)
+
+
+def test_compare_feature_sets_scores_final_calls_and_pairs_them():
+    from lcd_core.moa import compare_feature_sets
+
+    # x right on a1 a2 b1, wrong on b2; y right on a1 only
+    x = _final_rows({"a1": A, "a2": A, "b1": B, "b2": A})
+    y = _final_rows({"a1": A, "a2": B, "b1": A, "b2": A})
+    scores, tests = compare_feature_sets({"x": x, "y": y})
+    assert set(scores["mode"]) == {"incremental", "single_highest"}
+    acc = {(r["features"], r["mode"]): r["accuracy"] for r in scores.iter_rows(named=True)}
+    assert acc[("x", "incremental")] == pytest.approx(0.75) and acc[("y", "incremental")] == pytest.approx(0.25)
+    assert acc[("x", "single_highest")] == pytest.approx(0.75)  # the last step, not the DMSO step 1
+    t = tests.filter(pl.col("mode") == "incremental").row(0, named=True)
+    assert (t["features_a"], t["features_b"], t["n"], t["b"], t["c"]) == ("x", "y", 4, 2, 0)
+    assert t["p_value"] == pytest.approx(0.5) and t["method"] == "exact"  # 2·P[Bin(2,½) ≤ 0] = 0.5

@@ -64,6 +64,14 @@ timepoints at once) with weights
   activity weighs 0;
 * ``"active"``: ``w = 1`` where active, else 0;  ``"uniform"``: ``w = 1``.
 
+Where the compound is called active (mAP-ES ≥ 0.8), the activity call already says it is not
+DMSO there, so that condition's DMSO probability is set to 0 and its MoA probabilities are
+renormalized before averaging (``active_not_dmso=True``, the default). A probe trained on few
+active compounds often leaves most of the mass on DMSO at a clearly active condition, and
+without this the strongly weighted mid doses pull the aggregate back to DMSO (measured on the
+demo with handcrafted features: train-set CV weighted F1 over all doses 0.06 without, 0.51
+with; the single highest dose 0.78–0.80 either way). Inactive conditions keep their DMSO
+probability, so a compound never called active still drifts to DMSO, as in the paper.
 When every weight of a step is 0 the step falls back to the unweighted mean of its conditions
 (``fallback=True``). ``mode = "single"`` rows hold each dose alone (step = that dose's rank); the
 single-highest-dose prediction of the paper is the ``single`` row of the highest dose
@@ -87,7 +95,7 @@ highest doses of the screen, all timepoints), the same unordered pair is its top
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -472,6 +480,8 @@ def aggregate_incremental(
     per_condition_probs: pl.DataFrame,
     activity: pl.DataFrame,
     weighting: str = "map_es",
+    *,
+    active_not_dmso: bool = True,
 ) -> pl.DataFrame:
     """Weighted averages of per-condition distributions, doses added one at a time.
 
@@ -483,6 +493,9 @@ def aggregate_incremental(
         compound, dose, timepoint, map_es, active (missing rows weigh 0).
     weighting
         ``"map_es"`` (``max(map_es, 0)``), ``"active"`` or ``"uniform"``; see the module docstring.
+    active_not_dmso
+        Where the compound is called active (``active`` of ``activity``), its DMSO probability
+        is set to 0 and the MoAs renormalized before averaging (module docstring).
 
     Returns
     -------
@@ -502,6 +515,14 @@ def aggregate_incremental(
     doses = sorted(per_condition_probs["dose"].unique().to_list(), key=parse_dose_key)
     rank = {d: i + 1 for i, d in enumerate(doses)}
     pc = pc.with_columns(rank=pl.col("dose").replace_strict(rank, return_dtype=pl.Int64))
+    if active_not_dmso:
+        act_here = pc["active_w"].fill_null(False)
+        moa_mass = pl.sum_horizontal([pl.col(c) for c in PROB_COLUMNS if c != f"p_{DMSO_CLASS}"])
+        pc = pc.with_columns(
+            [pl.when(act_here & (moa_mass > 0)).then(pl.col(c) / moa_mass).otherwise(pl.col(c)).alias(c)
+             for c in PROB_COLUMNS if c != f"p_{DMSO_CLASS}"]
+            + [pl.when(act_here & (moa_mass > 0)).then(0.0).otherwise(pl.col(f"p_{DMSO_CLASS}"))
+               .alias(f"p_{DMSO_CLASS}")])
     n_act = per_condition_probs.group_by("compound").agg(
         pl.col("active").fill_null(False).sum().cast(pl.Int64).alias("n_active_conditions"))
     rows = []
@@ -631,6 +652,55 @@ def mcnemar_predictions(pred_a: pl.DataFrame, pred_b: pl.DataFrame, **kw) -> McN
         raise ValueError(f"the two tables score different compounds: {', '.join(diff)}")
     j = a.join(b, on="compound")
     return mcnemar(j["a"].to_numpy(), j["b"].to_numpy(), **kw)
+
+
+def final_predictions(predictions: pl.DataFrame) -> pl.DataFrame:
+    """Each compound's two final calls per set: ``mode="incremental"`` at its last step (all
+    doses aggregated) and ``mode="single_highest"`` (:func:`single_highest`)."""
+    incr = predictions.filter(pl.col("mode") == "incremental")
+    incr = incr.filter(pl.col("step") == pl.col("step").max().over("compound", "set"))
+    single = single_highest(predictions).with_columns(mode=pl.lit("single_highest"))
+    return pl.concat([incr, single], how="diagonal_relaxed")
+
+
+def compare_feature_sets(predictions: Mapping[str, pl.DataFrame]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Weighted F1 / accuracy / top-3 of several feature sets' final calls, and McNemar's test
+    between every pair of them on the compounds both score (per set × mode).
+
+    Parameters
+    ----------
+    predictions
+        ``{feature set name: predictions}`` (as :func:`aggregate_incremental`, same compounds).
+
+    Returns
+    -------
+    (scores, tests)
+        ``scores``: features, set, mode, n, weighted_f1, accuracy, top3_accuracy.
+        ``tests``: set, mode, features_a, features_b, n, b (A right, B wrong), c, statistic,
+        p_value, method.
+    """
+    finals = {name: final_predictions(p) for name, p in predictions.items()}
+    parts = [metrics(f.with_columns(step=pl.lit(0))).drop("step").with_columns(features=pl.lit(name))
+             for name, f in finals.items() if f.height]
+    scores = (pl.concat([p for p in parts if p.height], how="diagonal_relaxed")
+              if any(p.height for p in parts) else pl.DataFrame())
+    if scores.height:
+        scores = scores.select("features", "set", "mode", "n", "weighted_f1", "accuracy", "top3_accuracy")
+    names, rows = list(finals), []
+    for i, a_name in enumerate(names):
+        for b_name in names[i + 1:]:
+            a, b = finals[a_name], finals[b_name]
+            for (set_name, mode), ga in a.group_by(["set", "mode"], maintain_order=True):
+                gb = b.filter((pl.col("set") == set_name) & (pl.col("mode") == mode))
+                common = set(_scored(ga, False)["compound"]) & set(_scored(gb, False)["compound"])
+                if not common:
+                    continue
+                keep = pl.col("compound").is_in(sorted(common))
+                t = mcnemar_predictions(ga.filter(keep), gb.filter(keep))
+                rows.append({"set": set_name, "mode": mode, "features_a": a_name, "features_b": b_name,
+                             "n": len(common), "b": t.b, "c": t.c, "statistic": t.statistic,
+                             "p_value": t.p_value, "method": t.method})
+    return scores, pl.DataFrame(rows)
 
 
 # ---------------------------------------------------------------- polypharmacology
