@@ -8,6 +8,7 @@ from lcd_assets.acquisition import assets as acquisition
 from lcd_assets.acquisition.sensors import inbox_sensor_factory
 from lcd_assets.analysis import activity
 from lcd_assets.analysis import assets as analysis
+from lcd_assets.handcrafted import assets as handcrafted
 from lcd_assets.models import assets as models
 from lcd_assets.moa import assets as moa
 from lcd_assets.partitions import condition_partitions, measurement_partitions
@@ -21,6 +22,7 @@ ACQUISITION_ASSETS = [
     acquisition.tile_embeddings,
     acquisition.fov_embeddings,
     acquisition.well_embeddings,
+    handcrafted.fov_features,
 ]
 
 setup_job = dg.define_asset_job(
@@ -32,14 +34,17 @@ acquisition_job = dg.define_asset_job(
     "acquisition",
     selection=dg.AssetSelection.assets(*ACQUISITION_ASSETS),
     partitions_def=measurement_partitions,
-    description="One measurement (plate × timepoint): image index → tiles → embeddings → FOV/well profiles.",
+    description=(
+        "One measurement (plate × timepoint): image index → tiles → embeddings → FOV/well profiles, "
+        "and the handcrafted baseline's FOV features."
+    ),
 )
 ANALYSIS_ASSETS = [
     analysis.condition_profiles, activity.normalized_profiles, activity.activity, moa.moa_probes,
 ]
 SCREEN_ASSETS = [
     activity.activity_sensitivity, activity.normalization_comparison, moa.moa_predictions,
-    moa.moa_metrics,
+    moa.moa_metrics, handcrafted.handcrafted_baseline,
 ]
 
 analysis_job = dg.define_asset_job(
@@ -53,7 +58,8 @@ screen_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*SCREEN_ASSETS),
     description=(
         "Across the screen: activity sensitivity, normalization comparison, MoA predictions "
-        "aggregated over doses and their metrics."
+        "aggregated over doses and their metrics, the handcrafted baseline through the same steps "
+        "and its comparison with the ViT."
     ),
 )
 

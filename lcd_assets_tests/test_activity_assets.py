@@ -64,7 +64,7 @@ def test_normalization_comparison_has_every_method(analysed):
     home, _, _, _, summary = analysed
     assert summary.success
     table = Warehouse(home).query("SELECT * FROM normalization_comparison")
-    assert set(table["method"]) == {"none", "mad", "harmony", "fastmnn", "mad_harmony_fov"}
+    assert set(table["method"]) == {"none", "mad", "harmony", "fastmnn", "mad_harmony_fov", "mad_spherize"}
     assert set(table["dose"]) == {"0.625uM", "10uM"}
     sens = Warehouse(home).query("SELECT * FROM activity_sensitivity")
     assert sens["threshold"].min() == pytest.approx(0.2) and sens["threshold"].max() == pytest.approx(2.0)
@@ -118,3 +118,29 @@ def test_moa_assets_predict_every_compound_and_score_them(analysed):
     meta = {m.asset_key.to_user_string(): m.materialization.metadata
             for m in summary.get_asset_materialization_events()}
     assert "data:image/png;base64," in meta["moa_metrics"]["metric_curves"].value
+
+
+def test_handcrafted_baseline_runs_the_same_steps_and_is_compared_with_the_vit(analysed):
+    from lcd_core.handcrafted import FEATURE_NAMES
+
+    home, _, _, _, summary = analysed
+    wh = Warehouse(home)
+    fovs = wh.query("SELECT * FROM fov_features")
+    emb = wh.query("SELECT plate, well, field FROM fov_embeddings")
+    assert fovs.height == emb.height and set(FEATURE_NAMES) <= set(fovs.columns)
+    assert fovs.select(FEATURE_NAMES).to_numpy().std(axis=0).max() > 0
+    act = wh.query("SELECT * FROM handcrafted_activity")
+    assert set(act["dose"]) == {"0.625uM", "10uM"} and act.filter(act["dose"] == "10uM").height == 12
+    preds = wh.query("SELECT * FROM handcrafted_moa_predictions")
+    assert preds["compound"].n_unique() == 12
+    comp = wh.query("SELECT * FROM moa_feature_comparison")
+    assert set(comp["features"]) == {"handcrafted", "ViT untrained-vit-s16-seed0"}
+    assert set(comp["mode"]) == {"incremental", "single_highest"}
+    tests = wh.query("SELECT * FROM moa_feature_mcnemar")
+    assert tests.height and ((tests["p_value"] >= 0) & (tests["p_value"] <= 1)).all()
+    meta = {m.asset_key.to_user_string(): m.materialization.metadata
+            for m in summary.get_asset_materialization_events()}
+    summary_json = meta["handcrafted_baseline"]["summary"].value
+    assert set(summary_json) == set(comp["features"])
+    assert summary_json["handcrafted"]["activity_auroc_vs_truth"] is not None
+    assert "data:image/png;base64," in meta["handcrafted_baseline"]["metric_curves"].value

@@ -19,7 +19,7 @@ def test_definitions_load():
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert {
         "plate_registry", "model_checkpoint", "image_index", "tiles", "tile_embeddings",
-        "fov_embeddings", "well_embeddings", "condition_profiles",
+        "fov_embeddings", "well_embeddings", "condition_profiles", "fov_features", "handcrafted_baseline",
     } <= keys
 
 
@@ -33,7 +33,7 @@ def test_every_asset_has_description_group_kinds():
 
 def test_partitions_of_acquisition_and_analysis():
     graph = defs.resolve_asset_graph()
-    for name in ("image_index", "tiles", "tile_embeddings", "fov_embeddings", "well_embeddings"):
+    for name in ("image_index", "tiles", "tile_embeddings", "fov_embeddings", "well_embeddings", "fov_features"):
         assert graph.get(dg.AssetKey(name)).partitions_def == measurement_partitions
     assert graph.get(dg.AssetKey("condition_profiles")).partitions_def == condition_partitions
 
@@ -41,7 +41,7 @@ def test_partitions_of_acquisition_and_analysis():
 def test_every_partitioned_asset_has_a_blocking_check():
     graph = defs.resolve_asset_graph()
     checks = list(graph.asset_check_keys)
-    for name in ("image_index", "tiles", "tile_embeddings", "fov_embeddings", "well_embeddings"):
+    for name in ("image_index", "tiles", "tile_embeddings", "fov_embeddings", "well_embeddings", "fov_features"):
         mine = [c for c in checks if c.asset_key == dg.AssetKey(name)]
         assert mine, name
         assert any(graph.get_check_spec(c).blocking for c in mine), name
