@@ -95,10 +95,14 @@ def test_ablation_table_compares_variants_with_untrained_baselines(pretrained):
     assert table["n_queries"].min() > 0 and (table["n_replicas"] == 2).all()
     assert table["replica_chance"].to_list() == [0.5] * table.height
     assert ((table["retrieval_map"] > 0) & (table["retrieval_map"] <= 1)).all()
+    # the paper's measure over the whole screen: every compound-condition of the acquired plates
+    assert ((table["activity_map"] > 0) & (table["activity_map"] <= 1)).all()
+    assert (table["activity_conditions"] == table["activity_conditions"][0]).all()
+    assert table["activity_conditions"][0] > 0 and table["activity_auroc"].is_not_null().all()
     assert table.filter(pl.col("model") == "ssl-pa_dino_barlow_xb")["variant"].item() == "PA + DINO + Barlow + XB"
     meta = _meta(ablation, "ssl_ablation")
     assert "data:image/png;base64," in meta["figure"].value
-    assert "replica_accuracy_xb_minus_non_xb" in meta
+    assert "replica_accuracy_xb_minus_non_xb" in meta and "best_trained_minus_untrained_activity_map" in meta
 
 
 def test_rematerializing_a_finished_variant_retrains_and_replaces(pretrained):
