@@ -167,7 +167,7 @@ def run_demo(
     for dose, tp in conditions:
         log(f"analysis {dose} × {tp}")
         run("analysis", condition_key(dose, tp))
-    log("screen summary: activity sensitivity, normalization comparison")
+    log("screen summary: activity sensitivity, normalization comparison, MoA, handcrafted baseline")
     run("screen_summary")
     result.seconds["analysis"] = time.perf_counter() - t0
 
@@ -266,4 +266,25 @@ def science_summary(home: Path) -> list[str]:
         for set_name, g in final.group_by("set", maintain_order=True):
             lines.append(f"MoA {set_name[0]} (incremental, F1 per doses added): " + " -> ".join(
                 f"{f:.2f}" for f in g["weighted_f1"].to_list()))
+    if "handcrafted_moa_metrics" in tables:
+        hc = wh.query("SELECT set, step, weighted_f1 FROM handcrafted_moa_metrics "
+                      "WHERE mode = 'incremental' ORDER BY set, step")
+        for set_name, g in hc.group_by("set", maintain_order=True):
+            lines.append(f"MoA {set_name[0]} with handcrafted features (F1 per doses added): " + " -> ".join(
+                f"{f:.2f}" for f in g["weighted_f1"].to_list()))
+    if "moa_feature_comparison" in tables:
+        comp = wh.query("SELECT features, set, mode, weighted_f1, accuracy FROM moa_feature_comparison "
+                        "ORDER BY set, mode, features")
+        lines += [f"MoA final calls: {f:34s} {st:8s} {m:15s} F1 {f1:.2f}  accuracy {a:.2f}"
+                  for f, st, m, f1, a in comp.iter_rows()]
+    if "handcrafted_activity" in tables and truth_path.exists():
+        score = activity_against_truth(wh.query("SELECT * FROM handcrafted_activity"), pl.read_parquet(truth_path))
+        lines.append(f"handcrafted activity vs truth: AUROC of mAP-ES {score['auroc']:.3f} over {score['n']} "
+                     f"compound-conditions")
+    for table_name, label in (("moa_polypharmacology", "ViT"), ("handcrafted_polypharmacology", "handcrafted")):
+        if table_name in tables:
+            flagged = wh.query(f"SELECT DISTINCT compound, stable_pair FROM {table_name} WHERE stable_top2 "
+                               "ORDER BY compound")
+            lines.append(f"polypharmacology flagged ({label}): " + (", ".join(
+                f"{c} ({p})" for c, p in flagged.iter_rows()) or "none"))
     return lines
