@@ -236,11 +236,12 @@ def test_an_active_call_takes_dmso_out_of_its_condition():
         "compound": ["X", "X", "Y"], "dose": ["1uM"] * 3, "timepoint": ["04h", "20h", "04h"],
         "map_es": [3.0, 1.0, 2.0], "active": [True, False, True],
     })
-    x = aggregate_incremental(pc, act).filter((pl.col("compound") == "X") & (pl.col("mode") == "incremental")).row(0, named=True)
+    agg = aggregate_incremental(pc, act)
+    x = agg.filter((pl.col("compound") == "X") & (pl.col("mode") == "incremental")).row(0, named=True)
     # (3·(2/3, 1/3, 0) + 1·(0.1, 0, 0.9)) / 4
     assert x[f"p_{A}"] == pytest.approx((3 * 2 / 3 + 0.1) / 4) and x[f"p_{B}"] == pytest.approx(0.25)
     assert x["p_DMSO"] == pytest.approx(0.9 / 4) and x["predicted"] == A
-    y = aggregate_incremental(pc, act).filter(pl.col("compound") == "Y").row(0, named=True)
+    y = agg.filter(pl.col("compound") == "Y").row(0, named=True)
     assert y["p_DMSO"] == pytest.approx(1.0)
     plain = aggregate_incremental(pc, act, active_not_dmso=False).filter(
         (pl.col("compound") == "X") & (pl.col("mode") == "incremental")).row(0, named=True)

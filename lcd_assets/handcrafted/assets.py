@@ -83,7 +83,8 @@ def fov_features(context: dg.AssetExecutionContext, lcd: LcdHome, tiling: Tiling
                   "tiles_per_s": round(len(rows) / max(elapsed, 1e-9), 1)},
         check_results=[dg.AssetCheckResult(
             check_name="one_finite_row_per_fov", passed=ok,
-            description=f"{out.height} FOV rows for {expected} FOVs with kept tiles; finite: {bool(np.isfinite(F).all())}")],
+            description=f"{out.height} FOV rows for {expected} FOVs with kept tiles; "
+                        f"finite: {bool(np.isfinite(F).all())}")],
     )
 
 

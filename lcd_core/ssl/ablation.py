@@ -33,8 +33,8 @@ import polars as pl
 from lcd_core.map_kernel import average_precision, cosine_similarity_matrix
 from lcd_core.ssl.sampler import CONTROL_ROLE
 
-__all__ = ["screen_activity", "compound_retrieval_map", "compound_retrieval_aps", "bootstrap_ci", "replica_predictability",
-           "evaluate_embedding", "AblationScores", "heldout_layouts", "collapse_stats"]
+__all__ = ["screen_activity", "compound_retrieval_map", "compound_retrieval_aps", "bootstrap_ci",
+           "replica_predictability", "evaluate_embedding", "AblationScores", "heldout_layouts", "collapse_stats"]
 
 
 @dataclass(frozen=True)
