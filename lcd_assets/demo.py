@@ -258,19 +258,13 @@ def science_summary(home: Path) -> list[str]:
         lines.append("normalization (mean mAP | AUROC): " + ", ".join(
             f"{m} {v:.3f} | {a:.3f}" if a is not None else f"{m} {v:.3f}"
             for m, v, a in comp.iter_rows()))
-    if "moa_metrics" in tables:
-        final = wh.query(
-            "SELECT set, mode, step, weighted_f1, accuracy, top3_accuracy FROM moa_metrics "
-            "WHERE mode = 'incremental' ORDER BY set, step"
-        )
+    for table_name, label in (("moa_metrics", "ViT"), ("handcrafted_moa_metrics", "handcrafted features")):
+        if table_name not in tables:
+            continue
+        final = wh.query(f"SELECT set, step, weighted_f1 FROM {table_name} WHERE mode = 'incremental' "
+                         "ORDER BY set, step")
         for set_name, g in final.group_by("set", maintain_order=True):
-            lines.append(f"MoA {set_name[0]} (incremental, F1 per doses added): " + " -> ".join(
-                f"{f:.2f}" for f in g["weighted_f1"].to_list()))
-    if "handcrafted_moa_metrics" in tables:
-        hc = wh.query("SELECT set, step, weighted_f1 FROM handcrafted_moa_metrics "
-                      "WHERE mode = 'incremental' ORDER BY set, step")
-        for set_name, g in hc.group_by("set", maintain_order=True):
-            lines.append(f"MoA {set_name[0]} with handcrafted features (F1 per doses added): " + " -> ".join(
+            lines.append(f"MoA {set_name[0]}, {label} (incremental, F1 per doses added): " + " -> ".join(
                 f"{f:.2f}" for f in g["weighted_f1"].to_list()))
     if "moa_feature_comparison" in tables:
         comp = wh.query("SELECT features, set, mode, weighted_f1, accuracy FROM moa_feature_comparison "
