@@ -700,7 +700,9 @@ def compare_feature_sets(predictions: Mapping[str, pl.DataFrame]) -> tuple[pl.Da
                 rows.append({"set": set_name, "mode": mode, "features_a": a_name, "features_b": b_name,
                              "n": len(common), "b": t.b, "c": t.c, "statistic": t.statistic,
                              "p_value": t.p_value, "method": t.method})
-    return scores, pl.DataFrame(rows)
+    schema = {"set": pl.Utf8, "mode": pl.Utf8, "features_a": pl.Utf8, "features_b": pl.Utf8, "n": pl.Int64,
+              "b": pl.Int64, "c": pl.Int64, "statistic": pl.Float64, "p_value": pl.Float64, "method": pl.Utf8}
+    return scores, pl.DataFrame(rows, schema=schema)
 
 
 # ---------------------------------------------------------------- polypharmacology

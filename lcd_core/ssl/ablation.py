@@ -218,7 +218,6 @@ def screen_activity(embeddings: np.ndarray, table: pl.DataFrame, truth: pl.DataF
     """
     from lcd_core.activity import compute_activity
     from lcd_core.evaluation import activity_against_truth
-    from lcd_core.keys import parse_dose_key
     from lcd_core.normalize import normalize
     from lcd_core.profiles import feature_names
 
@@ -228,12 +227,7 @@ def screen_activity(embeddings: np.ndarray, table: pl.DataFrame, truth: pl.DataF
     X = np.stack([embeddings[np.asarray(rows)].mean(0) for rows in groups["_row"].to_list()])
     wells = pl.concat([groups.drop("_row").rename({c: f"Metadata_{c}" for c in _WELL_KEYS}),
                        pl.DataFrame(X, schema=feature_names(X.shape[1]), orient="row")], how="horizontal")
-    wells = normalize(wells, "mad").profiles
-    parts = []
-    for (dose, tp), w in sorted(wells.group_by("Metadata_dose", "Metadata_timepoint"),
-                                key=lambda kv: (parse_dose_key(kv[0][0]), kv[0][1])):
-        parts.append(compute_activity(w, n_draws=n_draws, seed=seed).activity)
-    act = pl.concat(parts, how="diagonal_relaxed")
+    act = compute_activity(normalize(wells, "mad").profiles, n_draws=n_draws, seed=seed).activity
     scored = act.filter(pl.col("map_mean").is_finite())
     auroc = None
     if truth is not None:
