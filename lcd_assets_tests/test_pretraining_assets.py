@@ -90,8 +90,9 @@ def test_ablation_table_compares_variants_with_untrained_baselines(pretrained):
     assert ablation.success
     table = Warehouse(home).query("SELECT * FROM ablation")
     assert set(table["model"]) >= {"ssl-dino", "ssl-pa_dino_barlow_xb", "untrained-vit-s16-seed0",
-                                   "untrained-vit_small_patch16_224-112px"}
-    assert table.filter(~pl.col("trained")).height == 2
+                                   "untrained-vit_small_patch16_224-112px", "handcrafted"}
+    assert table.filter(pl.col("variant") == "untrained").height == 2
+    assert table.filter(pl.col("variant") == "handcrafted features")["trained"].to_list() == [False]
     assert table["n_queries"].min() > 0 and (table["n_replicas"] == 2).all()
     assert table["replica_chance"].to_list() == [0.5] * table.height
     assert ((table["retrieval_map"] > 0) & (table["retrieval_map"] <= 1)).all()

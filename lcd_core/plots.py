@@ -138,10 +138,14 @@ def training_curves(history: pl.DataFrame, title: str) -> bytes:
 
 
 def ablation_bars(table: pl.DataFrame) -> bytes:
-    """Retrieval mAP and replica predictability per model (the pre-training ablation)."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
+    """Retrieval mAP, replica predictability and (when present) screen activity per model (the
+    pre-training ablation); untrained rows grey, the handcrafted reference orange."""
+    activity = next((c for c in ("activity_auroc", "activity_map")
+                     if c in table.columns and table[c].is_not_null().all()), None)
+    fig, axes = plt.subplots(1, 3 if activity else 2, figsize=(15 if activity else 11, 3.4))
     labels = [f"{v}\n({m})" if v == "untrained" else v for m, v in zip(table["model"], table["variant"])]
-    colors = ["grey" if not t else "tab:blue" for t in table["trained"]]
+    colors = ["tab:orange" if v == "handcrafted features" else "grey" if not t else "tab:blue"
+              for v, t in zip(table["variant"], table["trained"])]
     y = np.arange(table.height)
     axes[0].barh(y, table["retrieval_map"], color=colors)
     axes[0].set_title("compound retrieval mAP (higher: better)", fontsize=9)
@@ -149,6 +153,10 @@ def ablation_bars(table: pl.DataFrame) -> bytes:
     axes[1].axvline(float(table["replica_chance"][0]), color="k", ls=":", label="chance")
     axes[1].set_title("replica predictability on DMSO (lower: more batch-invariant)", fontsize=9)
     axes[1].legend(fontsize=7)
+    if activity:
+        axes[2].barh(y, table[activity], color=colors)
+        axes[2].set_title("screen activity: " + ("AUROC of mAP-ES vs truth" if activity == "activity_auroc"
+                                                  else "mean mAP") + " (higher: better)", fontsize=9)
     for ax in axes:
         ax.set_yticks(y, labels, fontsize=7)
         ax.invert_yaxis()

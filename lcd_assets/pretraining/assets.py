@@ -14,6 +14,7 @@ from lcd_assets import metadata as md
 from lcd_assets.resources import WAREHOUSE_POOL, EmbeddingSettings, LcdHome, PretrainingSettings, TilingSettings
 from lcd_core import acquisition as acq
 from lcd_core.embed import embed_tiles, input_size_of, resize_tiles
+from lcd_core.handcrafted import tiles_features
 from lcd_core.plots import ablation_bars, training_curves
 from lcd_core.ssl import ablation
 from lcd_core.ssl.checkpoint import STATE_JSON
@@ -231,7 +232,8 @@ def ssl_checkpoint(context: dg.AssetExecutionContext, lcd: LcdHome,
         "batch-invariant), with a 95 % bootstrap interval of the mAP over compounds; on every tile "
         "of the screen, the paper's own measure: phenotypic-activity mAP of MAD-normalized well "
         "profiles and, on a synthetic screen, the AUROC of mAP-ES against the planted truth. The "
-        "untrained ViTs are baseline rows. Table `ablation`."
+        "untrained ViTs are baseline rows; the handcrafted features of the same tiles are the "
+        "reference row (the paper's CellProfiler). Table `ablation`."
     ),
 )
 def ssl_ablation(context: dg.AssetExecutionContext, lcd: LcdHome, embedding: EmbeddingSettings,
@@ -248,9 +250,9 @@ def ssl_ablation(context: dg.AssetExecutionContext, lcd: LcdHome, embedding: Emb
     truth_path = lcd.truth_dir / "conditions.parquet"
     truth = pl.read_parquet(truth_path) if truth_path.exists() else None
 
-    def score(model_name: str, variant: str, model, ckpt: dict) -> None:
+    def score(model_name: str, variant: str, model, ckpt: dict, every: np.ndarray | None = None) -> None:
         t0 = time.perf_counter()
-        every = _embed_bank(model, ckpt, bank)
+        every = _embed_bank(model, ckpt, bank) if every is None else every
         emb, table = every[held], bank.table.filter(pl.Series(held))
         s = ablation.evaluate_embedding(emb, table)
         screen = ablation.screen_activity(every, bank.table, truth, seed=pretraining.seed)
@@ -282,12 +284,19 @@ def ssl_ablation(context: dg.AssetExecutionContext, lcd: LcdHome, embedding: Emb
             continue
         score(f"untrained-{arch}-{size}px", "untrained", create_vit(arch, seed=pretraining.seed),
               {"trained": False, "arch": arch, "input_size": size})
+    # the paper's CellProfiler reference row (its Fig. 2A): the handcrafted features of the same
+    # tiles, z-scored over the bank so that no feature's unit dominates the cosine
+    feats = np.concatenate(list(tiles_features(np.asarray(bank.tiles[i:i + 256])
+                                               for i in range(0, len(bank.tiles), 256))))
+    feats = (feats - feats.mean(0)) / np.maximum(feats.std(0), 1e-9)
+    score("handcrafted", "handcrafted features", None, {"trained": False, "arch": "handcrafted"}, every=feats)
     table = pl.DataFrame(rows, infer_schema_length=None)
     lcd.warehouse().replace_table("ablation", table)
-    best = table.sort("retrieval_map", descending=True).row(0, named=True)
+    models = table.filter(pl.col("variant") != "handcrafted features")
+    best = models.sort("retrieval_map", descending=True).row(0, named=True)
     xb = table.filter(pl.col("variant").str.contains("XB"))
     non_xb = table.filter(pl.col("trained") & ~pl.col("variant").str.contains("XB"))
-    untrained = table.filter(~pl.col("trained"))
+    untrained = models.filter(~pl.col("trained"))
     meta = {
         "ablation": md.table(table.select("model", "variant", "steps", "retrieval_map", "retrieval_map_ci_low",
                                           "retrieval_map_ci_high", "retrieval_map_same_dose",
