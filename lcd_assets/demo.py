@@ -224,11 +224,12 @@ def run_pretraining(
     wh = Warehouse(home)
     if "ablation" in wh.tables():
         table = wh.query("SELECT model, variant, retrieval_map, retrieval_map_ci_low, retrieval_map_ci_high, "
-                         "replica_balanced_accuracy, replica_chance FROM ablation")
+                         "replica_balanced_accuracy, replica_chance, activity_map, activity_auroc FROM ablation")
         result.counts["ablation"] = table.height
         result.science = [
-            f"{m:40s} {v:26s} mAP {r:.4f} [{lo:.4f}, {hi:.4f}]  replica acc {a:.3f} (chance {c:.2f})"
-            for m, v, r, lo, hi, a, c in table.iter_rows()
+            f"{m:40s} {v:26s} mAP {r:.4f} [{lo:.4f}, {hi:.4f}]  replica acc {a:.3f} (chance {c:.2f})  "
+            f"screen activity mAP {sm:.4f}" + (f", AUROC {au:.3f}" if au is not None else "")
+            for m, v, r, lo, hi, a, c, sm, au in table.iter_rows()
         ]
     return result
 
