@@ -43,7 +43,8 @@ HANDCRAFTED = "handcrafted"
     description=(
         f"The handcrafted baseline's profiles (SPEC §4.7, the paper's CellProfiler run): {N_FEATURES} "
         "features of every kept tile (per z-plane intensity, difference-of-Gaussians size spectrum, "
-        "edges and focus; LBP and Haralick texture; dark-body, nucleus and halo object counts and "
+        "edges and focus; LBP and Haralick texture; orientation (structure-tensor coherence); "
+        "dark-body, nucleus and halo object counts and "
         "areas; z-stack difference; see `lcd_core.handcrafted`), averaged per FOV. Parquet dataset "
         "`fov_features` (view of the same name)."
     ),
