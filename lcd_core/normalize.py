@@ -1,4 +1,4 @@
-"""Normalization of well / FOV profiles: one interface, six methods (SPEC §4.4, plus sphering for handcrafted features).
+"""Normalization of well / FOV profiles: one interface, six methods (SPEC §4.4 and sphering).
 
 Entry point::
 
