@@ -100,10 +100,17 @@ def test_ablation_table_compares_variants_with_untrained_baselines(pretrained):
     assert ((table["activity_map"] > 0) & (table["activity_map"] <= 1)).all()
     assert (table["activity_conditions"] == table["activity_conditions"][0]).all()
     assert table["activity_conditions"][0] > 0 and table["activity_auroc"].is_not_null().all()
+    trained = table.filter(pl.col("trained"))  # each against its untrained 112-px twin, paired bootstrap
+    assert trained["activity_auroc_vs_untrained"].is_not_null().all()
+    assert (trained["activity_auroc_vs_untrained_ci_low"] <= trained["activity_auroc_vs_untrained"]).all()
+    assert (trained["activity_auroc_vs_untrained"] <= trained["activity_auroc_vs_untrained_ci_high"]).all()
+    assert table.filter(~pl.col("trained"))["activity_auroc_vs_untrained"].is_null().all()
     assert table.filter(pl.col("model") == "ssl-pa_dino_barlow_xb")["variant"].item() == "PA + DINO + Barlow + XB"
     meta = _meta(ablation, "ssl_ablation")
     assert "data:image/png;base64," in meta["figure"].value
     assert "replica_accuracy_xb_minus_non_xb" in meta and "best_trained_minus_untrained_activity_map" in meta
+    xb = meta["activity_auroc_xb_minus_non_xb"].value
+    assert xb["ci95"][0] <= xb["difference"] <= xb["ci95"][1]
 
 
 def test_rematerializing_a_finished_variant_retrains_and_replaces(pretrained):

@@ -185,3 +185,17 @@ def test_screen_activity_scores_every_condition_against_the_truth():
     assert ablation.screen_activity(X, table, None, n_draws=50)["activity_auroc"] is None
     with pytest.raises(ValueError, match="lacks column"):
         ablation.screen_activity(X, table.drop("layout"), truth)
+
+
+def test_bootstrap_auroc_resamples_the_same_rows_for_every_score_vector():
+    y = np.array([True, False] * 20)
+    perfect = y.astype(float)
+    noisy = perfect + np.random.default_rng(0).normal(scale=0.8, size=y.size)
+    a, b = ablation.bootstrap_auroc(perfect, y, n=200), ablation.bootstrap_auroc(noisy, y, n=200)
+    assert a.shape == b.shape == (200,) and np.all(a == 1.0)
+    assert np.all(a - b >= 0)  # paired: the same resample, so the perfect scores never lose
+    assert ablation.bootstrap_auroc(perfect, np.ones(5, bool)).size == 0
+    X, table, truth = _screen_tiles()
+    out = ablation.screen_activity(X, table, truth, n_draws=50)
+    assert out["activity_auroc_ci_low"] <= out["activity_auroc"] <= out["activity_auroc_ci_high"]
+    assert out["activity_auroc_boot"].shape == (1000,) and len(out["activity_keys"]) == 8  # 8 conditions

@@ -247,6 +247,7 @@ def ssl_ablation(context: dg.AssetExecutionContext, lcd: LcdHome, embedding: Emb
     rows: list[dict] = []
 
     held = (bank.table["split"] == "heldout").to_numpy()
+    boots: dict[str, tuple] = {}  # model → (bootstrap AUROCs, condition keys): paired comparisons
     truth_path = lcd.truth_dir / "conditions.parquet"
     truth = pl.read_parquet(truth_path) if truth_path.exists() else None
 
@@ -256,6 +257,7 @@ def ssl_ablation(context: dg.AssetExecutionContext, lcd: LcdHome, embedding: Emb
         emb, table = every[held], bank.table.filter(pl.Series(held))
         s = ablation.evaluate_embedding(emb, table)
         screen = ablation.screen_activity(every, bank.table, truth, seed=pretraining.seed)
+        boots[model_name] = (screen.pop("activity_auroc_boot", None), screen.pop("activity_keys", None))
         rows.append({"model": model_name, "variant": variant, "trained": bool(ckpt.get("trained", True)),
                      "arch": ckpt.get("arch"), "input_size": input_size_of(ckpt, bank.tiles.shape[-1]),
                      "steps": ckpt.get("step"), **s.as_row(), **screen, **ablation.collapse_stats(emb)})
@@ -290,6 +292,7 @@ def ssl_ablation(context: dg.AssetExecutionContext, lcd: LcdHome, embedding: Emb
                                                for i in range(0, len(bank.tiles), 256))))
     feats = (feats - feats.mean(0)) / np.maximum(feats.std(0), 1e-9)
     score("handcrafted", "handcrafted features", None, {"trained": False, "arch": "handcrafted"}, every=feats)
+    _paired_vs_untrained(rows, boots)
     table = pl.DataFrame(rows, infer_schema_length=None)
     lcd.warehouse().replace_table("ablation", table)
     models = table.filter(pl.col("variant") != "handcrafted features")
@@ -301,7 +304,9 @@ def ssl_ablation(context: dg.AssetExecutionContext, lcd: LcdHome, embedding: Emb
         "ablation": md.table(table.select("model", "variant", "steps", "retrieval_map", "retrieval_map_ci_low",
                                           "retrieval_map_ci_high", "retrieval_map_same_dose",
                                           "replica_balanced_accuracy", "replica_chance", "activity_map",
-                                          "activity_auroc", "effective_rank")),
+                                          "activity_auroc", "activity_auroc_vs_untrained",
+                                          "activity_auroc_vs_untrained_ci_low",
+                                          "activity_auroc_vs_untrained_ci_high", "effective_rank")),
         "figure": md.image(ablation_bars(table), "ablation", lcd.previews_dir / "pretraining" / "ablation.png"),
         "best_model": f"{best['model']} ({best['variant']}), retrieval mAP {best['retrieval_map']:.4f}",
         "heldout_tiles": int((bank.table["split"] == "heldout").sum()),
@@ -315,10 +320,34 @@ def ssl_ablation(context: dg.AssetExecutionContext, lcd: LcdHome, embedding: Emb
         best_map = table.filter(pl.col("trained")).sort("activity_map", descending=True).row(0, named=True)
         meta["best_trained_minus_untrained_activity_map"] = round(
             best_map["activity_map"] - float(untrained["activity_map"].max()), 4)
+    xb_boot = [boots[m][0] for m in xb["model"] if m in boots and boots[m][0] is not None]
+    non_xb_boot = [boots[m][0] for m in non_xb["model"] if m in boots and boots[m][0] is not None]
+    if xb_boot and non_xb_boot and len({len(b) for b in xb_boot + non_xb_boot}) == 1:
+        d = np.mean(xb_boot, axis=0) - np.mean(non_xb_boot, axis=0)
+        meta["activity_auroc_xb_minus_non_xb"] = dg.MetadataValue.json(
+            {"difference": round(float(np.nanmean(d)), 4),
+             "ci95": [round(float(q), 4) for q in np.nanquantile(d, [0.025, 0.975])]})
     if xb.height and non_xb.height:
         meta["replica_accuracy_xb_minus_non_xb"] = round(
             float(xb["replica_balanced_accuracy"].mean() - non_xb["replica_balanced_accuracy"].mean()), 4)
     return dg.MaterializeResult(metadata=meta)
+
+
+def _paired_vs_untrained(rows: list[dict], boots: dict[str, tuple]) -> None:
+    """Add to each trained row its screen-activity AUROC minus its untrained twin's (same arch and
+    input size) with a 95 % paired bootstrap interval over the compound-conditions."""
+    for r in rows:
+        r.update(activity_auroc_vs_untrained=None, activity_auroc_vs_untrained_ci_low=None,
+                 activity_auroc_vs_untrained_ci_high=None)
+        twin = next((u for u in rows if u["variant"] == "untrained" and u["arch"] == r["arch"]
+                     and u["input_size"] == r["input_size"]), None)
+        if not r["trained"] or twin is None or r["activity_auroc"] is None or twin["activity_auroc"] is None:
+            continue
+        (a, ka), (b, kb) = boots.get(r["model"], (None, None)), boots.get(twin["model"], (None, None))
+        r["activity_auroc_vs_untrained"] = r["activity_auroc"] - twin["activity_auroc"]
+        if a is not None and b is not None and ka == kb and a.size:
+            lo, hi = np.nanquantile(a - b, [0.025, 0.975])
+            r["activity_auroc_vs_untrained_ci_low"], r["activity_auroc_vs_untrained_ci_high"] = float(lo), float(hi)
 
 
 VARIANTS_LABEL = {name: config.variant for name, config in variants().items()}

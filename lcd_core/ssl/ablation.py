@@ -33,7 +33,7 @@ import polars as pl
 from lcd_core.map_kernel import average_precision, cosine_similarity_matrix
 from lcd_core.ssl.sampler import CONTROL_ROLE
 
-__all__ = ["screen_activity", "compound_retrieval_map", "compound_retrieval_aps", "bootstrap_ci",
+__all__ = ["screen_activity", "bootstrap_auroc", "compound_retrieval_map", "compound_retrieval_aps", "bootstrap_ci",
            "replica_predictability", "evaluate_embedding", "AblationScores", "heldout_layouts", "collapse_stats"]
 
 
@@ -228,10 +228,36 @@ def screen_activity(embeddings: np.ndarray, table: pl.DataFrame, truth: pl.DataF
     wells = pl.concat([groups.drop("_row").rename({c: f"Metadata_{c}" for c in _WELL_KEYS}),
                        pl.DataFrame(X, schema=feature_names(X.shape[1]), orient="row")], how="horizontal")
     act = compute_activity(normalize(wells, "mad").profiles, n_draws=n_draws, seed=seed).activity
+    act = act.with_columns(pl.col("dose").cast(pl.String), pl.col("timepoint").cast(pl.String))
     scored = act.filter(pl.col("map_mean").is_finite())
-    auroc = None
+    out: dict = {"activity_map": float(scored["map_mean"].mean()) if scored.height else float("nan"),
+                 "activity_auroc": None, "activity_auroc_ci_low": None, "activity_auroc_ci_high": None,
+                 "activity_conditions": int(scored.height)}
     if truth is not None:
-        auroc = activity_against_truth(act.with_columns(pl.col("dose").cast(pl.String),
-                                                        pl.col("timepoint").cast(pl.String)), truth)["auroc"]
-    return {"activity_map": float(scored["map_mean"].mean()) if scored.height else float("nan"),
-            "activity_auroc": auroc, "activity_conditions": int(scored.height)}
+        out["activity_auroc"] = activity_against_truth(act, truth)["auroc"]
+        keys = ["compound", "dose", "timepoint"]
+        both = act.filter(pl.col("map_es").is_finite()).join(
+            truth.select(*keys, "truly_active"), on=keys).sort(keys)
+        boot = bootstrap_auroc(both["map_es"].to_numpy(), both["truly_active"].to_numpy(), seed=seed)
+        if boot.size:
+            out["activity_auroc_ci_low"], out["activity_auroc_ci_high"] = (float(q) for q in
+                                                                            np.nanquantile(boot, [0.025, 0.975]))
+        out["activity_auroc_boot"] = boot
+        out["activity_keys"] = tuple(map(tuple, both.select(keys).rows()))
+    return out
+
+
+def bootstrap_auroc(scores: np.ndarray, labels: np.ndarray, n: int = 1000, seed: int = 0) -> np.ndarray:
+    """AUROC of ``scores`` for ``labels`` on ``n`` resamples of the rows (with replacement).
+
+    The resampling depends only on ``seed`` and the number of rows, so two score vectors over the
+    same rows (same order) get the same resamples: their difference is a paired bootstrap.
+    A resample with one class only is NaN (at the same positions for every score vector).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(labels, dtype=bool)
+    if y.size == 0 or y.all() or not y.any():
+        return np.zeros(0)
+    idx = np.random.default_rng(seed).integers(0, y.size, (n, y.size))
+    return np.array([roc_auc_score(y[i], scores[i]) if 0 < y[i].sum() < y.size else np.nan for i in idx])
