@@ -157,23 +157,26 @@ def handcrafted_baseline(context: dg.AssetExecutionContext, config: BaselineConf
     wh.replace_table("handcrafted_polypharmacology", result.polypharmacology)
 
     named = {HANDCRAFTED: result.predictions}
-    summary = {HANDCRAFTED: {"polypharmacology_flagged": _flagged(result.polypharmacology)}}
-    if "moa_predictions" in wh.tables():
+    polys = {HANDCRAFTED: result.polypharmacology}
+    activities = {HANDCRAFTED: activity}
+    tables = set(wh.tables())
+    if "moa_predictions" in tables:
         vit = _vit_label(lcd)
         named = {vit: wh.query("SELECT * FROM moa_predictions"), **named}
-        summary[vit] = {"polypharmacology_flagged": _flagged(wh.query("SELECT * FROM moa_polypharmacology"))
-                        if "moa_polypharmacology" in wh.tables() else "n/a"}
-        if "activity" in wh.tables():
-            summary[vit]["activity_vs_truth"] = wh.query("SELECT * FROM activity")
+        if "moa_polypharmacology" in tables:
+            polys[vit] = wh.query("SELECT * FROM moa_polypharmacology")
+        if "activity" in tables:
+            activities[vit] = wh.query("SELECT * FROM activity")
     else:
         context.log.warning("no ViT moa_predictions yet: the comparison holds the handcrafted row only")
-    summary[HANDCRAFTED]["activity_vs_truth"] = activity
     truth_path = lcd.truth_dir / "conditions.parquet"
     truth = pl.read_parquet(truth_path) if truth_path.exists() else None
-    for name, s in summary.items():
-        act = s.pop("activity_vs_truth", None)
-        if truth is not None and act is not None:
-            s["activity_auroc_vs_truth"] = nan_safe(activity_against_truth(act, truth, config.threshold))["auroc"]
+    summary = {name: {"polypharmacology_flagged": _flagged(polys[name]) if name in polys else "n/a"}
+               for name in named}
+    for name, act in activities.items():
+        if truth is not None:
+            summary[name]["activity_auroc_vs_truth"] = nan_safe(
+                activity_against_truth(act, truth, config.threshold))["auroc"]
     scores, tests = moa.compare_feature_sets(named)
     wh.replace_table("moa_feature_comparison", scores)
     wh.replace_table("moa_feature_mcnemar", tests)  # empty with one feature set: never a stale test

@@ -218,15 +218,14 @@ def screen_activity(embeddings: np.ndarray, table: pl.DataFrame, truth: pl.DataF
     """
     from lcd_core.activity import compute_activity
     from lcd_core.evaluation import activity_against_truth
+    from lcd_core.embed import aggregate_embeddings
     from lcd_core.normalize import normalize
-    from lcd_core.profiles import feature_names
+    from lcd_core.profiles import to_cytomining
 
     _check(embeddings, table, _WELL_KEYS)
-    keys = table.select(_WELL_KEYS).with_row_index("_row")
-    groups = keys.group_by(_WELL_KEYS, maintain_order=True).agg(pl.col("_row"))
-    X = np.stack([embeddings[np.asarray(rows)].mean(0) for rows in groups["_row"].to_list()])
-    wells = pl.concat([groups.drop("_row").rename({c: f"Metadata_{c}" for c in _WELL_KEYS}),
-                       pl.DataFrame(X, schema=feature_names(X.shape[1]), orient="row")], how="horizontal")
+    tiles = table.select(_WELL_KEYS).with_columns(
+        pl.Series("embedding", embeddings.astype(np.float32), dtype=pl.Array(pl.Float32, embeddings.shape[1])))
+    wells = to_cytomining(aggregate_embeddings(tiles, by=_WELL_KEYS))
     act = compute_activity(normalize(wells, "mad").profiles, n_draws=n_draws, seed=seed).activity
     act = act.with_columns(pl.col("dose").cast(pl.String), pl.col("timepoint").cast(pl.String))
     scored = act.filter(pl.col("map_mean").is_finite())
