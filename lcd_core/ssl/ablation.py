@@ -217,8 +217,8 @@ def screen_activity(embeddings: np.ndarray, table: pl.DataFrame, truth: pl.DataF
         vs truth; None without truth), ``activity_conditions`` (compound-conditions scored).
     """
     from lcd_core.activity import compute_activity
-    from lcd_core.evaluation import activity_against_truth
     from lcd_core.embed import aggregate_embeddings
+    from lcd_core.evaluation import activity_against_truth
     from lcd_core.normalize import normalize
     from lcd_core.profiles import to_cytomining
 
