@@ -16,6 +16,8 @@ from lcd_core.moa import (
     compound_folds,
     confusion,
     cv_condition,
+    explain_away,
+    fit_condition_probe,
     mcnemar,
     metrics,
     polypharmacology,
@@ -147,6 +149,58 @@ def test_mixed_compound_flagged_as_polypharmacology(result):
     # potent single-MoA compounds are not flagged (weak ones, potency ≤ 1, are noisy)
     flagged = set(pp.filter(pl.col("stable_top2"))["compound"]) - {"MIX"}
     assert all(c.endswith(("-1", "-2")) or c == "SOLO" for c in flagged), flagged
+    # the explain-away reading finds the same pair, and no single-MoA compound at all
+    assert mix["stable_residual"].all() and mix["stable_residual_pair"][0] == "|".join(sorted((A, B)))
+    assert set(pp.filter(pl.col("stable_residual"))["compound"]) == {"MIX"}
+    # residual columns come with every per-condition row that has probabilities
+    ok = result.per_condition.filter(pl.col("status") == "ok")
+    assert ok["residual_moa"].null_count() == 0 and ok["p_residual_dmso"].is_between(0, 1).all()
+
+
+class _Recorder:
+    """A stand-in probe: remembers what it was shown and answers DMSO."""
+
+    classes_ = np.array(PROBE_CLASSES)
+
+    def predict_proba(self, X):
+        self.seen = X.copy()
+        return np.eye(len(PROBE_CLASSES))[[-1] * len(X)]
+
+
+def test_explain_away_hand_values():
+    rec = _Recorder()
+    centroids = {"DMSO": np.array([1.0, 1.0]), A: np.array([3.0, 1.0])}  # μ_A = (2, 0) from DMSO
+    p, a = explain_away(rec, centroids, np.array([4.0, 3.0]), A)
+    # a = ⟨(3, 2), (2, 0)⟩ / 4 = 1.5; residual = (1, 1) + (3, 2) − 1.5·(2, 0) = (1, 3)
+    assert a == pytest.approx(1.5) and rec.seen[0] == pytest.approx([1.0, 3.0]) and p[-1] == 1.0
+    _, a = explain_away(rec, centroids, np.array([0.0, 1.0]), A)  # opposite to A: nothing removed
+    assert a == 0.0 and rec.seen[0] == pytest.approx([0.0, 1.0])
+
+
+def test_explain_away_finds_the_second_moa_the_softmax_ranks_third():
+    """Aurora (x, y) + JAK (z, slightly −x) looks like HDAC (x, z) to a softmax (the demo's case)."""
+    aur, hdac, jak = "Aurora kinase", "HDAC", "JAK"
+    centres = {"DMSO": (0, 0, 0), aur: (3, 2, 0), jak: (-0.5, 0, 2), hdac: (1.5, 0, 1.5)}
+    rng = np.random.default_rng(0)
+    rows, X = [], []
+    for cls, mu in centres.items():
+        for k in range(40 if cls == "DMSO" else 10):
+            dmso = cls == "DMSO"
+            rows.append(("DMSO" if dmso else f"{cls[:3]}-{k % 2}", None if dmso else cls,
+                         "negative_control" if dmso else "treatment"))
+            X.append(np.array(mu, float) + rng.normal(scale=0.3, size=3))
+    prof = pl.concat([pl.DataFrame(rows, schema=["Metadata_compound", "Metadata_moa", "Metadata_role"], orient="row"),
+                      pl.DataFrame(np.array(X), schema=["f0", "f1", "f2"])], how="horizontal")
+    probe = fit_condition_probe(prof, {r[0] for r in rows if r[0] != "DMSO"})
+    mix = np.array(centres[aur], float) + np.array(centres[jak], float)
+    p = dict(zip(PROBE_CLASSES, probe.predict_proba(pl.DataFrame(mix[None], schema=["f0", "f1", "f2"]))[0]))
+    assert sorted(p, key=p.get)[-2:] == [hdac, aur]  # softmax top-2: Aurora, then HDAC
+    pr, a = explain_away(probe.model, probe.centroids, mix, aur)
+    r = dict(zip(PROBE_CLASSES, pr))
+    assert max(r, key=r.get) == jak and r[jak] > 0.5 and 0.5 < a < 1.2
+    for single in (aur, hdac):  # a single MoA leaves a DMSO-like residual
+        pr, _ = explain_away(probe.model, probe.centroids, np.array(centres[single], float), single)
+        assert pr[-1] > 0.8
 
 
 def test_unlabelled_compound_predicted_not_dropped(result):
@@ -327,3 +381,30 @@ def test_compare_feature_sets_scores_final_calls_and_pairs_them():
     t = tests.filter(pl.col("mode") == "incremental").row(0, named=True)
     assert (t["features_a"], t["features_b"], t["n"], t["b"], t["c"]) == ("x", "y", 4, 2, 0)
     assert t["p_value"] == pytest.approx(0.5) and t["method"] == "exact"  # 2·P[Bin(2,½) ≤ 0] = 0.5
+
+
+def test_polypharmacology_residual_flag_counts_calls():
+    aur, jak, hdac = "Aurora kinase", "JAK", "HDAC"
+
+    def rows(cpd, calls):
+        out = []
+        for (dose, tp), (res, p_res) in zip([("1uM", "04h"), ("1uM", "20h"), ("10uM", "04h"), ("10uM", "20h")], calls):
+            out.append((cpd, dose, tp, {aur: 0.7, hdac: 0.2, "DMSO": 0.1}, res, p_res))
+        return out
+
+    spec = (rows("P", [(jak, 0.1), (jak, 0.8), (hdac, 0.05), (jak, 0.6)])  # 2 calls, both JAK: flagged
+            + rows("Q", [(jak, 0.9), (hdac, 0.2), (hdac, 0.3), (hdac, 0.1)])  # one call only
+            + rows("R", [(jak, 0.9), (hdac, 0.7), (jak, 0.6), (hdac, 0.8)]))  # calls split 2 / 2
+    pc = _pc([r[:4] for r in spec]).with_columns(
+        residual_moa=pl.Series([r[4] for r in spec]), p_residual_moa=pl.Series([r[5] for r in spec]),
+        p_residual_dmso=pl.Series([1 - r[5] for r in spec]), residual_scale=pl.lit(1.0))
+    pp = polypharmacology(pc)
+    per = pp.group_by("compound").agg(pl.col("stable_residual", "stable_residual_pair", "residual_share").first())
+    got = {c: (f, pair) for c, f, pair, _ in per.iter_rows()}
+    assert got == {"P": (True, f"{aur}|{jak}"), "Q": (False, None), "R": (False, None)}
+    share = dict(zip(per["compound"], per["residual_share"]))
+    assert share["P"] == pytest.approx((0.1 + 0.8 + 0.6) / 3)  # mean where the pair came out
+    # the paper's reading sees Aurora|HDAC everywhere, at a share above min_prob: it flags all three
+    assert pp.group_by("compound").agg(pl.col("stable_top2").first())["stable_top2"].all()
+    # without residual columns the explain-away flag is never raised
+    assert not polypharmacology(_pc([r[:4] for r in spec]))["stable_residual"].any()

@@ -7,7 +7,7 @@ Entry point::
     res.predictions        # one row per compound × mode × step: aggregated distribution
     res.metrics            # weighted F1 / accuracy / top-3 per set × mode × step
     res.confusion          # long confusion matrices per set × mode × step
-    res.polypharmacology   # top-2 MoAs per compound × condition + ``stable_top2``
+    res.polypharmacology   # top-2 MoAs per compound × condition + ``stable_top2`` / ``stable_residual``
 
 Inputs
 ------
@@ -90,7 +90,12 @@ Top-2 MoAs (DMSO left out of the ranking) per compound × condition. ``stable_to
 when the compound is active in at least two conditions of the high doses (default: the two
 highest doses of the screen, all timepoints), the same unordered pair is its top-2 in at least
 75 % of them, and the weaker MoA of the pair has a mean probability of at least ``min_prob``
-(0.1, the 10-class chance share) over them.
+(0.1, the 10-class chance share) over them. That is the paper's reading; a softmax ranks second
+the class most like the *whole* mixture, so it also runs an explain-away reading
+(:func:`explain_away`): each per-condition row carries the probe's reading of what the top MoA
+leaves unexplained (``residual_moa``, ``p_residual_moa``, ``p_residual_dmso``,
+``residual_scale``), and ``stable_residual`` flags a compound whose residual names the same second
+MoA in at least two high conditions (details in :func:`polypharmacology`).
 """
 
 from __future__ import annotations
@@ -132,6 +137,7 @@ class ConditionProbe:
     model: Pipeline
     features: tuple[str, ...]
     compounds: tuple[str, ...]
+    centroids: Mapping[str, np.ndarray] | None = None  # class → mean training profile
 
     def predict_proba(self, profiles: pl.DataFrame) -> np.ndarray:
         """Probabilities (n wells × len(PROBE_CLASSES)) of the given wells."""
@@ -271,9 +277,67 @@ def fit_condition_probe(
     train = _training_wells(profiles, active_compounds)
     _check_trainable(train, min_compounds, min_classes)
     feats = _features(profiles)
-    model = _fit(train.select(feats).to_numpy(), _labels(train), C=C, seed=seed)
+    X, y = train.select(feats).to_numpy(), _labels(train)
+    model = _fit(X, y, C=C, seed=seed)
     cpds = tuple(sorted(train.filter(pl.col(_R) != _CONTROL)[_C].unique()))
-    return ConditionProbe(model=model, features=feats, compounds=cpds)
+    return ConditionProbe(model=model, features=feats, compounds=cpds, centroids=class_centroids(X, y))
+
+
+def class_centroids(X: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    """Mean training profile of each class present in ``y`` (DMSO included)."""
+    return {c: X[y == c].mean(axis=0) for c in sorted(set(y.tolist()))}
+
+
+def explain_away(
+    model: Pipeline, centroids: Mapping[str, np.ndarray], x: np.ndarray, top: str
+) -> tuple[np.ndarray, float]:
+    """The probe's distribution on what the top MoA leaves unexplained in a profile.
+
+    With DMSO's centroid ``d`` as the origin, the top MoA's direction is ``μ = centroid(top) − d``
+    and its least-squares share of the profile is ``a = max(0, ⟨x − d, μ⟩ / ⟨μ, μ⟩)``. The
+    residual ``d + (x − d) − a·μ`` is what a second mechanism would have to explain; the probe
+    reads it like any profile. A single-MoA compound leaves a DMSO-like residual, a two-MoA
+    compound leaves the other MoA's phenotype.
+
+    Returns
+    -------
+    tuple
+        (probabilities over :data:`PROBE_CLASSES` of the residual, ``a``).
+    """
+    d = centroids[DMSO_CLASS]
+    mu, v = centroids[top] - d, x - d
+    norm = float(mu @ mu)
+    a = max(0.0, float(v @ mu) / norm) if norm > 0 else 0.0
+    return _proba(model, (d + v - a * mu)[None, :])[0], a
+
+
+_RESIDUAL_SCHEMA = {"compound": pl.Utf8, "residual_moa": pl.Utf8, "p_residual_moa": pl.Float64,
+                    "p_residual_dmso": pl.Float64, "residual_scale": pl.Float64}
+
+
+def _residuals(
+    model: Pipeline, centroids: Mapping[str, np.ndarray] | None, X: np.ndarray, compounds: np.ndarray,
+    P: np.ndarray,
+) -> pl.DataFrame:
+    """:func:`explain_away` of each compound's mean profile, its top MoA taken from ``P``.
+
+    ``residual_moa`` is the residual's most probable MoA other than the top one.
+    """
+    rows = []
+    n_moa = len(MOA_CLASSES)
+    for cpd in dict.fromkeys(compounds.tolist()):
+        sel = compounds == cpd
+        p = P[sel].mean(axis=0)
+        top = MOA_CLASSES[int(np.argmax(p[:n_moa]))]
+        if centroids is None or top not in centroids or DMSO_CLASS not in centroids:
+            continue
+        pr, a = explain_away(model, centroids, X[sel].mean(axis=0), top)
+        q = pr[:n_moa].copy()
+        q[MOA_CLASSES.index(top)] = -1.0
+        j = int(np.argmax(q))
+        rows.append({"compound": cpd, "residual_moa": MOA_CLASSES[j], "p_residual_moa": float(pr[j]),
+                     "p_residual_dmso": float(pr[-1]), "residual_scale": a})
+    return pl.DataFrame(rows, schema=_RESIDUAL_SCHEMA)
 
 
 def _conditions(profiles: pl.DataFrame) -> list[tuple[str, str]]:
@@ -291,8 +355,9 @@ def _active_at(active: Collection[str] | pl.DataFrame, dose: str, tp: str) -> se
 def _compound_rows(
     wells: pl.DataFrame, P: np.ndarray | None, *, dose: str, tp: str, active: set[str],
     source: pl.Expr | str, fold: pl.Expr | None = None, status: str = "ok", reason: str | None = None,
+    residuals: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """Average well probabilities per compound; one row per compound."""
+    """Average well probabilities per compound; one row per compound (+ its residual columns)."""
     base = wells.select(pl.col(_C).alias("compound"), pl.col(_M).alias("moa"))
     if P is None:
         base = base.with_columns([pl.lit(None, dtype=pl.Float64).alias(c) for c in PROB_COLUMNS])
@@ -308,7 +373,8 @@ def _compound_rows(
         source=source if isinstance(source, pl.Expr) else pl.lit(source),
         status=pl.lit(status), reason=pl.lit(reason, dtype=pl.Utf8),
     )
-    return _with_top(out)
+    res = residuals if residuals is not None else pl.DataFrame(schema=_RESIDUAL_SCHEMA)
+    return _with_top(out.join(res, on="compound", how="left"))
 
 
 def _with_top(df: pl.DataFrame) -> pl.DataFrame:
@@ -321,14 +387,14 @@ def _with_top(df: pl.DataFrame) -> pl.DataFrame:
 
 
 _PC_ORDER = ["compound", "moa", "dose", "timepoint", "source", "fold", "active", "status", "reason",
-             "n_wells", *PROB_COLUMNS, "predicted"]
+             "n_wells", *PROB_COLUMNS, "predicted", *list(_RESIDUAL_SCHEMA)[1:]]
 
 
 def _empty_per_condition() -> pl.DataFrame:
     schema = {"compound": pl.Utf8, "moa": pl.Utf8, "dose": pl.Utf8, "timepoint": pl.Utf8,
               "source": pl.Utf8, "fold": pl.Int64, "active": pl.Boolean, "status": pl.Utf8,
               "reason": pl.Utf8, "n_wells": pl.UInt32, **{c: pl.Float64 for c in PROB_COLUMNS},
-              "predicted": pl.Utf8}
+              "predicted": pl.Utf8, **{k: v for k, v in _RESIDUAL_SCHEMA.items() if k != "compound"}}
     return pl.DataFrame(schema=schema)
 
 
@@ -378,14 +444,25 @@ def _cv_one(
     fold_of = compound_folds(cv.select(_C, _M).unique(), n_splits=n_splits, seed=seed)
     folds = np.array([fold_of[c] for c in g], dtype=np.int64)
     P = np.zeros((cv.height, len(PROBE_CLASSES)))
+    res = []
     for f in np.unique(folds):
         te, tr = folds == f, folds != f
-        m = _fit(np.vstack([X[tr], Xd]), np.concatenate([y[tr], yd]), C=C, seed=seed)
+        Xf, yf = np.vstack([X[tr], Xd]), np.concatenate([y[tr], yd])
+        m = _fit(Xf, yf, C=C, seed=seed)
         P[te] = _proba(m, X[te])
-    out = [_compound_rows(cv, P, source="cv", fold=pl.Series(folds), **kw)]
+        res.append(_residuals(m, class_centroids(Xf, yf), X[te], g[te], P[te]))
+    out = [_compound_rows(cv, P, source="cv", fold=pl.Series(folds), residuals=pl.concat(res), **kw)]
     if rest.height:
-        out.append(_compound_rows(rest, probe.predict_proba(rest), source="probe", **kw))
+        out.append(_probe_rows(rest, probe, source="probe", **kw))
     return out
+
+
+def _probe_rows(wells: pl.DataFrame, probe: ConditionProbe, **kw) -> pl.DataFrame:
+    """Compound rows of wells the probe never trained on, with their residuals."""
+    X = wells.select(probe.features).to_numpy()
+    P = _proba(probe.model, X)
+    res = _residuals(probe.model, probe.centroids, X, wells[_C].to_numpy(), P)
+    return _compound_rows(wells, P, residuals=res, **kw)
 
 
 def cv_condition(
@@ -453,7 +530,7 @@ def holdout_predict(
         except SkippedCondition as e:
             parts.append(_compound_rows(hold, None, status="skipped", reason=str(e), **kw))
             continue
-        parts.append(_compound_rows(hold, probe.predict_proba(hold), **kw))
+        parts.append(_probe_rows(hold, probe, **kw))
     return _finish(parts)
 
 
@@ -716,8 +793,9 @@ def polypharmacology(
     n_high: int = 2,
     min_conditions: int = 2,
     min_fraction: float = 0.75,
+    min_residual_prob: float = 0.5,
 ) -> pl.DataFrame:
-    """Top-2 MoAs per compound × condition and the ``stable_top2`` flag per compound.
+    """Top-2 MoAs per compound × condition and the ``stable_top2`` / ``stable_residual`` flags.
 
     The MoAs are ranked by probability with DMSO left out; ``q_top1`` / ``q_top2`` are their
     shares of the MoA mass (``p / (1 − p_DMSO)``), so how far the compound is from DMSO does
@@ -734,7 +812,22 @@ def polypharmacology(
       softmax is too sharp at strong doses (a genuine second MoA can hold < 5 % there and take
       the lead in the next condition), so the flag asks that the weaker MoA of the pair hold
       on average at least ``min_prob`` (0.1, its chance share among ten MoAs);
-    * ``stable_top2`` = both.
+    * ``stable_top2`` = both (the paper's reading, Fig. 3C).
+
+    The softmax of a mixture ranks second the class that looks most like the *whole* profile, not
+    the second mechanism: Aurora kinase + JAK (enlarged, multinucleated *and* elongated cells)
+    ranks HDAC or the retinoid agonist (enlarged and elongated) above JAK (elongated, smaller),
+    even on ground-truth cell measurements. The explain-away reading asks what is left once the
+    top MoA is accounted for (:func:`explain_away`; columns ``residual_moa``,
+    ``p_residual_moa``, ``p_residual_dmso`` of the per-condition table): ``residual_pair`` is the
+    top MoA with the residual's MoA. Over the same high active conditions, a condition *calls* a
+    second MoA when its residual's MoA holds at least ``min_residual_prob`` (0.5: the residual
+    looks more like that MoA than like DMSO and every other class together; a single-MoA compound
+    leaves a DMSO-like residual, and so does a second mechanism that has not set in yet, e.g. a
+    slow one at the early timepoint). ``stable_residual`` asks that at least ``min_conditions``
+    calls name the same pair (``stable_residual_pair``) and that it be at least ``min_fraction``
+    of the calls; ``residual_share`` is the mean residual probability of that pair's MoA over the
+    high active conditions where the pair came out.
 
     Parameters
     ----------
@@ -746,13 +839,18 @@ def polypharmacology(
     -------
     pl.DataFrame
         compound, moa, source, dose, timepoint, active, high, p_DMSO, top1, p_top1, q_top1,
-        top2, p_top2, q_top2, pair, then per compound n_high_active, stable_pair, pair_share,
-        stable_top2.
+        top2, p_top2, q_top2, pair, residual_moa, p_residual_moa, p_residual_dmso, residual_pair,
+        then per compound n_high_active, stable_pair, pair_share, stable_top2,
+        stable_residual_pair, residual_share, stable_residual (residual columns null / False when
+        the per-condition table has none).
     """
     pc = per_condition_probs.filter(pl.col("status") == "ok")
     if high_doses is None:
         doses = sorted(per_condition_probs["dose"].unique().to_list(), key=parse_dose_key)
         high_doses = doses[-n_high:]
+    for col, dtype in list(_RESIDUAL_SCHEMA.items())[1:]:
+        if col not in pc.columns:
+            pc = pc.with_columns(pl.lit(None, dtype=dtype).alias(col))
     P = pc.select([f"p_{c}" for c in MOA_CLASSES]).to_numpy()
     Q = P / np.clip(P.sum(axis=1, keepdims=True), 1e-12, None)
     order = np.argsort(-P, axis=1, kind="stable")[:, :2]
@@ -760,7 +858,8 @@ def polypharmacology(
     t1 = [MOA_CLASSES[i] for i in order[:, 0]]
     t2 = [MOA_CLASSES[i] for i in order[:, 1]]
     f64 = pl.Float64
-    out = pc.select("compound", "moa", "source", "dose", "timepoint", "active", f"p_{DMSO_CLASS}").with_columns(
+    out = pc.select("compound", "moa", "source", "dose", "timepoint", "active", f"p_{DMSO_CLASS}",
+                    "residual_moa", "p_residual_moa", "p_residual_dmso").with_columns(
         high=pl.col("dose").is_in(list(high_doses)),
         top1=pl.Series(t1, dtype=pl.Utf8), p_top1=pl.Series(P[r, order[:, 0]], dtype=f64),
         q_top1=pl.Series(Q[r, order[:, 0]], dtype=f64),
@@ -768,6 +867,8 @@ def polypharmacology(
         q_top2=pl.Series(Q[r, order[:, 1]], dtype=f64),
         pair=pl.Series(["|".join(sorted(ab)) for ab in zip(t1, t2)], dtype=pl.Utf8),
     )
+    out = out.with_columns(residual_pair=pl.when(pl.col("residual_moa").is_not_null()).then(
+        pl.concat_list("top1", "residual_moa").list.sort().list.join("|")))
     sel = (out["high"] & out["active"].fill_null(False)).to_numpy()
     summary = []
     for cpd in out.filter(pl.Series(sel))["compound"].unique(maintain_order=True).to_list():
@@ -776,14 +877,28 @@ def polypharmacology(
         modal = max(sorted(set(pairs)), key=pairs.count)
         share = min(P[rows, MOA_CLASSES.index(m)].mean() for m in modal.split("|"))
         stable = len(pairs) >= min_conditions and pairs.count(modal) >= min_fraction * len(pairs) - 1e-9
+        res_pairs = out["residual_pair"].filter(pl.Series(rows)).to_list()
+        res_p = out["p_residual_moa"].filter(pl.Series(rows)).fill_null(0.0).to_numpy()
+        calls = [p for p, q in zip(res_pairs, res_p) if p is not None and q >= min_residual_prob]
+        res_modal, res_share, res_stable = None, float("nan"), False
+        if calls:
+            res_modal = max(sorted(set(calls)), key=calls.count)
+            res_share = float(res_p[np.array([p == res_modal for p in res_pairs])].mean())
+            res_stable = (calls.count(res_modal) >= min_conditions
+                          and calls.count(res_modal) >= min_fraction * len(calls) - 1e-9)
         summary.append({"compound": cpd, "n_high_active": len(pairs),
                         "stable_pair": modal if stable else None, "pair_share": float(share),
-                        "stable_top2": bool(stable and share >= min_prob)})
+                        "stable_top2": bool(stable and share >= min_prob),
+                        "stable_residual_pair": res_modal if res_stable else None, "residual_share": res_share,
+                        "stable_residual": res_stable})
     schema = {"compound": pl.Utf8, "n_high_active": pl.Int64, "stable_pair": pl.Utf8,
-              "pair_share": f64, "stable_top2": pl.Boolean}
+              "pair_share": f64, "stable_top2": pl.Boolean, "stable_residual_pair": pl.Utf8,
+              "residual_share": f64, "stable_residual": pl.Boolean}
     out = out.join(pl.DataFrame(summary, schema=schema), on="compound", how="left").with_columns(
         pl.col("n_high_active").fill_null(0), pl.col("stable_top2").fill_null(False),
+        pl.col("stable_residual").fill_null(False),
         stable_pair=pl.when(pl.col("stable_top2")).then(pl.col("stable_pair")),
+        stable_residual_pair=pl.when(pl.col("stable_residual")).then(pl.col("stable_residual_pair")),
     )
     dose_value = pl.col("dose").map_elements(parse_dose_key, return_dtype=pl.Float64)
     return out.sort("compound", dose_value, "timepoint")
