@@ -278,8 +278,15 @@ def science_summary(home: Path) -> list[str]:
                      f"compound-conditions")
     for table_name, label in (("moa_polypharmacology", "ViT"), ("handcrafted_polypharmacology", "handcrafted")):
         if table_name in tables:
-            flagged = wh.query(f"SELECT DISTINCT compound, stable_pair FROM {table_name} WHERE stable_top2 "
-                               "ORDER BY compound")
-            lines.append(f"polypharmacology flagged ({label}): " + (", ".join(
-                f"{c} ({p})" for c, p in flagged.iter_rows()) or "none"))
+            for flag, pair, reading in (("stable_top2", "stable_pair", "top-2"),
+                                        ("stable_residual", "stable_residual_pair", "explain-away")):
+                flagged = wh.query(f"SELECT DISTINCT compound, {pair} FROM {table_name} WHERE {flag} "
+                                   "ORDER BY compound")
+                lines.append(f"polypharmacology flagged ({label}, {reading}): " + (", ".join(
+                    f"{c} ({p})" for c, p in flagged.iter_rows()) or "none"))
+    if "polypharmacology_vs_truth" in tables:
+        score = wh.query("SELECT features, flag, planted, recovered, false_flags FROM polypharmacology_vs_truth "
+                         "ORDER BY features, flag")
+        lines += [f"polypharmacology vs truth: {f:38s} {fl:16s} recovered {r}/{p}, false flags {n}"
+                  for f, fl, p, r, n in score.iter_rows()]
     return lines

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import dagster as dg
+import polars as pl
 import pytest
 
 from lcd_assets.definitions import build_definitions
@@ -121,6 +122,7 @@ def test_moa_assets_predict_every_compound_and_score_them(analysed):
 
 
 def test_handcrafted_baseline_runs_the_same_steps_and_is_compared_with_the_vit(analysed):
+    from lcd_assets.handcrafted.assets import TRUTH_MORPHOLOGY
     from lcd_core.handcrafted import FEATURE_NAMES
 
     home, _, _, _, summary = analysed
@@ -134,7 +136,15 @@ def test_handcrafted_baseline_runs_the_same_steps_and_is_compared_with_the_vit(a
     preds = wh.query("SELECT * FROM handcrafted_moa_predictions")
     assert preds["compound"].n_unique() == 12
     comp = wh.query("SELECT * FROM moa_feature_comparison")
-    assert set(comp["features"]) == {"handcrafted", "ViT untrained-vit-s16-seed0"}
+    assert set(comp["features"]) == {"handcrafted", "ViT untrained-vit-s16-seed0", TRUTH_MORPHOLOGY}
+    # both polypharmacology readings of every feature set, scored against the planted compounds
+    poly = wh.query("SELECT * FROM polypharmacology_vs_truth")
+    assert set(poly["features"]) == set(comp["features"])
+    assert set(poly["flag"]) == {"stable_top2", "stable_residual"} and poly.height == 6
+    planted = wh.query("SELECT DISTINCT compound FROM moa_predictions").join(
+        pl.read_parquet(home / "truth" / "compounds.parquet").filter(pl.col("moa_secondary") != ""), on="compound")
+    assert set(poly["planted"]) == {planted.height}
+    assert (poly["recovered"] + poly["wrong_pair"] <= poly["planted"]).all()
     assert set(comp["mode"]) == {"incremental", "single_highest"}
     tests = wh.query("SELECT * FROM moa_feature_mcnemar")
     assert tests.height and ((tests["p_value"] >= 0) & (tests["p_value"] <= 1)).all()

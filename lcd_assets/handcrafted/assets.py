@@ -16,13 +16,20 @@ from lcd_core import acquisition as acq
 from lcd_core import moa
 from lcd_core.activity import compute_activity
 from lcd_core.embed import aggregate_embeddings
-from lcd_core.evaluation import activity_against_truth, nan_safe
+from lcd_core.evaluation import (
+    TRUTH_MORPHOLOGY_FEATURES,
+    activity_against_truth,
+    nan_safe,
+    polypharmacology_against_truth,
+    truth_morphology,
+)
 from lcd_core.handcrafted import FEATURE_NAMES, N_FEATURES, tiles_features
 from lcd_core.normalize import METHODS, normalize_to_wells
 from lcd_core.plots import confusion_heatmap, grouped_bars, metric_curves
 
 GROUP = "handcrafted"
 HANDCRAFTED = "handcrafted"
+TRUTH_MORPHOLOGY = "ground-truth morphology (reference)"
 
 
 @dg.asset(
@@ -113,9 +120,38 @@ def _vit_label(lcd: LcdHome) -> str:
     return "ViT " + ("+".join(sorted(names)) if names else "(unknown checkpoint)")
 
 
-def _flagged(poly: pl.DataFrame) -> str:
-    rows = poly.filter(pl.col("stable_top2")).select("compound", "stable_pair").unique().sort("compound")
+def _flagged(poly: pl.DataFrame, flag: str = "stable_top2", pair: str = "stable_pair") -> str:
+    if flag not in poly.columns:
+        return "n/a"
+    rows = poly.filter(pl.col(flag)).select("compound", pair).unique().sort("compound")
     return "; ".join(f"{c} ({p})" for c, p in rows.iter_rows()) or "none"
+
+
+def _downstream(fovs: pl.DataFrame, method: str, config: BaselineConfig,
+                holdout: list[str]) -> tuple[pl.DataFrame, moa.MoaResult]:
+    """Per-timepoint normalization (as `normalized_profiles`), activity, then the MoA stage."""
+    profiles = pl.concat([normalize_to_wells(fovs.filter(pl.col("Metadata_timepoint") == tp), method,
+                                             seed=config.seed)[0]
+                          for tp in sorted(fovs["Metadata_timepoint"].unique().to_list())], how="diagonal_relaxed")
+    activity = compute_activity(profiles, n_draws=config.n_draws, seed=config.seed,
+                                threshold=config.threshold).activity.with_columns(
+        pl.col("dose").cast(pl.String), pl.col("timepoint").cast(pl.String))
+    present = set(profiles["Metadata_compound"].to_list())
+    hold = [c for c in holdout if c in present]
+    return activity, moa.classify_moa(profiles, activity, holdout_compounds=hold, seed=config.seed)
+
+
+def _truth_morphology_fovs(lcd: LcdHome, fovs: pl.DataFrame) -> pl.DataFrame | None:
+    """The ground-truth morphology of the same FOVs (synthetic screens only), MAD-ready."""
+    cells, fov_truth = lcd.truth_dir / "cells.parquet", lcd.truth_dir / "fovs.parquet"
+    if not (cells.exists() and fov_truth.exists()):
+        return None
+    gt = truth_morphology(pl.read_parquet(cells), pl.read_parquet(fov_truth)).rename(
+        {k: f"Metadata_{k}" for k in ("plate", "timepoint", "well", "field")})
+    meta = [c for c in fovs.columns if c.startswith("Metadata_")]
+    keys = [f"Metadata_{k}" for k in ("plate", "timepoint", "well", "field")]
+    return fovs.select(meta).with_columns(pl.col("Metadata_field").cast(pl.Int64)).join(
+        gt, on=keys, how="inner").select(*meta, *TRUTH_MORPHOLOGY_FEATURES)
 
 
 @dg.asset(
@@ -131,7 +167,10 @@ def _flagged(poly: pl.DataFrame) -> str:
         "`handcrafted_moa_predictions`, `handcrafted_moa_metrics`, `handcrafted_polypharmacology`, "
         "and the comparison with the ViT embeddings: `moa_feature_comparison` (weighted F1, "
         "accuracy, top-3 of the final calls per feature set) and `moa_feature_mcnemar` (McNemar's "
-        "test on the same compounds)."
+        "test on the same compounds). On a synthetic screen the same MoA stage also runs on the "
+        "ground-truth morphology of each FOV (a reference row: what perfect segmentation would "
+        "give), and `polypharmacology_vs_truth` scores both polypharmacology readings (top-2, "
+        "explain-away) of every feature set against the planted two-MoA compounds."
     ),
 )
 def handcrafted_baseline(context: dg.AssetExecutionContext, config: BaselineConfig,
@@ -141,16 +180,8 @@ def handcrafted_baseline(context: dg.AssetExecutionContext, config: BaselineConf
     wh = lcd.warehouse()
     fovs = _fov_profiles(lcd)
     t0 = time.perf_counter()
-    # each timepoint normalized on its own (all its doses together), as `normalized_profiles` does
-    profiles = pl.concat([normalize_to_wells(fovs.filter(pl.col("Metadata_timepoint") == tp), config.method,
-                                             seed=config.seed)[0]
-                          for tp in sorted(fovs["Metadata_timepoint"].unique().to_list())], how="diagonal_relaxed")
-    activity = compute_activity(profiles, n_draws=config.n_draws, seed=config.seed,
-                                threshold=config.threshold).activity.with_columns(
-        pl.col("dose").cast(pl.String), pl.col("timepoint").cast(pl.String))
-    present = set(profiles["Metadata_compound"].to_list())
-    hold = [c for c in holdout_compounds(lcd) if c in present]
-    result = moa.classify_moa(profiles, activity, holdout_compounds=hold, seed=config.seed)
+    hold = holdout_compounds(lcd)
+    activity, result = _downstream(fovs, config.method, config, hold)
     wh.replace_table("handcrafted_activity", activity)
     wh.replace_table("handcrafted_moa_predictions", result.predictions)
     wh.replace_table("handcrafted_moa_metrics", result.metrics)
@@ -169,14 +200,29 @@ def handcrafted_baseline(context: dg.AssetExecutionContext, config: BaselineConf
             activities[vit] = wh.query("SELECT * FROM activity")
     else:
         context.log.warning("no ViT moa_predictions yet: the comparison holds the handcrafted row only")
+    gt_fovs = _truth_morphology_fovs(lcd, fovs)
+    if gt_fovs is not None and gt_fovs.height:
+        # the ceiling: the same MoA stage on what a perfect segmentation would measure (MAD: 9 features)
+        gt_activity, gt_result = _downstream(gt_fovs, "mad", config, hold)
+        named[TRUTH_MORPHOLOGY] = gt_result.predictions
+        polys[TRUTH_MORPHOLOGY] = gt_result.polypharmacology
+        activities[TRUTH_MORPHOLOGY] = gt_activity
     truth_path = lcd.truth_dir / "conditions.parquet"
     truth = pl.read_parquet(truth_path) if truth_path.exists() else None
-    summary = {name: {"polypharmacology_flagged": _flagged(polys[name]) if name in polys else "n/a"}
+    summary = {name: {"polypharmacology_top2": _flagged(polys[name]) if name in polys else "n/a",
+                      "polypharmacology_residual": _flagged(polys[name], "stable_residual", "stable_residual_pair")
+                      if name in polys else "n/a"}
                for name in named}
     for name, act in activities.items():
         if truth is not None:
             summary[name]["activity_auroc_vs_truth"] = nan_safe(
                 activity_against_truth(act, truth, config.threshold))["auroc"]
+    compounds_path = lcd.truth_dir / "compounds.parquet"
+    poly_truth = pl.concat(
+        [polypharmacology_against_truth(p, pl.read_parquet(compounds_path)).select(
+            pl.lit(name).alias("features"), pl.all()) for name, p in polys.items()]
+    ) if compounds_path.exists() else pl.DataFrame()
+    wh.replace_table("polypharmacology_vs_truth", poly_truth)
     scores, tests = moa.compare_feature_sets(named)
     wh.replace_table("moa_feature_comparison", scores)
     wh.replace_table("moa_feature_mcnemar", tests)  # empty with one feature set: never a stale test
@@ -188,6 +234,7 @@ def handcrafted_baseline(context: dg.AssetExecutionContext, config: BaselineConf
         "seconds": round(time.perf_counter() - t0, 1),
         "comparison": md.table(scores, 40),
         "mcnemar": md.table(tests, 20) if tests.height else "only one feature set",
+        "polypharmacology_vs_truth": md.table(poly_truth, 20) if poly_truth.height else "no ground truth",
         "summary": dg.MetadataValue.json(summary),
         "metric_curves": md.image(metric_curves(result.metrics), "handcrafted: F1 / accuracy / top-3 vs doses added",
                                   previews / "metrics.png"),
