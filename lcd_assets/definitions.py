@@ -19,10 +19,9 @@ from lcd_assets.resources import resources_for_env
 ACQUISITION_ASSETS = [
     acquisition.image_index,
     acquisition.tiles,
-    acquisition.tile_embeddings,
+    acquisition.kept_tile_pass,  # tile_embeddings and fov_features, one decode of the kept tiles
     acquisition.fov_embeddings,
     acquisition.well_embeddings,
-    handcrafted.fov_features,
 ]
 
 setup_job = dg.define_asset_job(

@@ -57,6 +57,48 @@ def test_partition_materializes_every_table_with_lineage(ingested, lcd_home):
     assert int(wells["n_tiles"].sum()) == emb.height
 
 
+def test_kept_tiles_are_decoded_once_for_embeddings_and_features(defs, instance, lcd_home, monkeypatch):
+    import lcd_core.acquisition as acq
+
+    passes = []
+    real = acq.iter_kept_tiles
+
+    def counted(*args, **kwargs):
+        passes.append(1)
+        yield from real(*args, **kwargs)
+
+    monkeypatch.setattr(acq, "iter_kept_tiles", counted)
+    add_partitions(instance, [PLATE], [TP])
+    assert run_job(defs, "setup", instance).success
+    result = run_job(defs, "acquisition", instance, measurement_key(PLATE, TP))
+    assert result.success
+    assert len(passes) == 1  # one decode of the kept tiles feeds both assets
+    mats = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
+    assert {"tile_embeddings", "fov_features"} <= mats
+    wh = Warehouse(lcd_home)
+    kept = wh.query("SELECT count(*) AS n, count(DISTINCT (well, field)) AS fovs FROM tiles WHERE kept").row(0)
+    assert _count(lcd_home, "tile_embeddings") == kept[0]
+    assert wh.read_parquet_partition("fov_features", {"plate": PLATE, "timepoint": TP}).height == kept[1]
+
+
+def test_fov_features_alone_needs_no_checkpoint(defs, instance, lcd_home):
+    import dagster as dg
+
+    add_partitions(instance, [PLATE], [TP])
+    assert run_job(defs, "setup", instance).success
+    job = defs.resolve_implicit_global_asset_job_def()
+    assert job.get_subset(asset_selection={dg.AssetKey("image_index"), dg.AssetKey("tiles")}).execute_in_process(
+        instance=instance, partition_key=measurement_key(PLATE, TP)).success
+    for ckpt in (lcd_home / "models").glob("*/model.safetensors"):
+        ckpt.unlink()  # no model anywhere
+    only = job.get_subset(asset_selection={dg.AssetKey("fov_features")}).execute_in_process(
+        instance=instance, partition_key=measurement_key(PLATE, TP), raise_on_error=False)
+    assert only.success
+    mats = {m.asset_key.to_user_string() for m in only.get_asset_materialization_events()}
+    assert mats == {"fov_features"}
+    assert {e.check_name: e.passed for e in only.get_asset_check_evaluations()} == {"one_finite_row_per_fov": True}
+
+
 def test_materialization_metadata_for_the_ui(ingested):
     mats = {m.asset_key.to_user_string(): m for m in ingested.get_asset_materialization_events()}
     tiles_meta = mats["tiles"].materialization.metadata
@@ -106,7 +148,7 @@ def test_missing_file_fails_the_blocking_index_check(defs, instance, lcd_home):
     assert evals["index_complete"].passed is False
     assert victim.name in (evals["index_complete"].description or "")
     ran = {e.step_key for e in result.all_events if e.is_step_success}
-    assert "tiles" not in ran and "tile_embeddings" not in ran
+    assert "tiles" not in ran and "kept_tile_pass" not in ran
 
 
 def _is_20h(folder) -> bool:

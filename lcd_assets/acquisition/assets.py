@@ -1,4 +1,5 @@
-"""Acquisition assets, partitioned by plate × timepoint: image index → tiles → embeddings.
+"""Acquisition assets, partitioned by plate × timepoint: image index → tiles → embeddings
+(and the handcrafted FOV features, from the same pass over the decoded tiles).
 
 Each asset is thin glue over ``lcd_core``: it reads its partition, calls the library, writes the
 result atomically (DuckDB partition replace or Parquet ``os.replace``) and reports metadata and
@@ -20,6 +21,7 @@ from lcd_assets.partitions import measurement_partitions, partitioned_check
 from lcd_assets.resources import WAREHOUSE_POOL, EmbeddingSettings, LcdHome, TilingSettings
 from lcd_core import acquisition as acq
 from lcd_core.embed import aggregate_embeddings, embed_batches, input_size_of, resize_tiles
+from lcd_core.handcrafted import FEATURE_NAMES, N_FEATURES, tiles_features
 from lcd_core.inbox import resolve_partition
 from lcd_core.phenix import read_index
 from lcd_core.tiles import preprocess_stack, render_preview, render_tile_strip, tile_grid
@@ -260,71 +262,107 @@ def _load_model(folder: Path):
     return _load_model_cached(str(folder), weights.stat().st_mtime)
 
 
-@dg.asset(
+_EMBEDDINGS, _FEATURES = dg.AssetKey("tile_embeddings"), dg.AssetKey("fov_features")
+
+
+@dg.multi_asset(
+    name="kept_tile_pass",
     partitions_def=measurement_partitions,
-    group_name=GROUP,
-    kinds={"pytorch", "parquet"},
-    deps=["tiles", "model_checkpoint"],
-    check_specs=[
-        _check_spec(
-            "embeddings_finite_and_shaped",
-            asset="tile_embeddings",
-            blocking=True,
-            description=f"Every embedding is {EMBED_DIM}-d and finite.",
+    can_subset=True,
+    specs=[
+        dg.AssetSpec(
+            _EMBEDDINGS, group_name=GROUP, kinds={"pytorch", "parquet"}, deps=["tiles", "model_checkpoint"],
+            skippable=True,
+            description=(
+                "ViT-S/16 CLS embeddings (384-d) of every kept tile, from the selected checkpoint "
+                "(default: the untrained ViT, labelled as such). Parquet dataset `tile_embeddings` "
+                "(view of the same name in the warehouse). Batches stream: memory is bounded by the "
+                "batch. Computed in one pass over the decoded tiles with `fov_features`."
+            ),
         ),
-        _check_spec(
-            "one_embedding_per_kept_tile",
-            asset="tile_embeddings",
-            blocking=True,
-            description="Row count equals the kept tiles of the partition, each tile once.",
+        dg.AssetSpec(
+            _FEATURES, group_name="handcrafted", kinds={"scikitimage", "parquet"}, deps=["tiles"], skippable=True,
+            description=(
+                f"The handcrafted baseline's profiles (SPEC §4.7, the paper's CellProfiler run): {N_FEATURES} "
+                "features of every kept tile (per z-plane intensity, difference-of-Gaussians size spectrum, "
+                "edges and focus; LBP and Haralick texture; orientation (structure-tensor coherence); "
+                "dark-body, nucleus and halo object counts and areas; z-stack difference; see "
+                "`lcd_core.handcrafted`), averaged per FOV. Parquet dataset `fov_features` (view of the "
+                "same name). Computed in one pass over the decoded tiles with `tile_embeddings`."
+            ),
         ),
     ],
-    description=(
-        "ViT-S/16 CLS embeddings (384-d) of every kept tile, from the selected checkpoint "
-        "(default: the untrained ViT, labelled as such). Parquet dataset `tile_embeddings` "
-        "(view of the same name in the warehouse). Batches stream: memory is bounded by the batch."
-    ),
+    check_specs=[
+        _check_spec("embeddings_finite_and_shaped", asset="tile_embeddings",
+                    description=f"Every embedding is {EMBED_DIM}-d and finite."),
+        _check_spec("one_embedding_per_kept_tile", asset="tile_embeddings",
+                    description="Row count equals the kept tiles of the partition, each tile once."),
+        _check_spec("one_finite_row_per_fov", asset="fov_features",
+                    description=f"One row per FOV with kept tiles, all {N_FEATURES} features finite."),
+    ],
 )
-def tile_embeddings(
+def kept_tile_pass(
     context: dg.AssetExecutionContext,
     lcd: LcdHome,
     tiling: TilingSettings,
     embedding: EmbeddingSettings,
-) -> dg.MaterializeResult:
+):
+    """Decode the partition's kept tiles once; feed the ViT and the handcrafted features from it.
+
+    Either asset can be materialized alone (``can_subset``): fov_features alone needs no checkpoint.
+    """
     plate, timepoint = _partition(context)
     index = _read_partition_table(lcd, "image_index", plate, timepoint)
     kept = _read_partition_table(lcd, "tiles", plate, timepoint).filter(pl.col("kept"))
     fovs = acq.fov_paths(index, _brightfield_of(index))
     config = tiling.config_for(int(index["size_x"].max()))
+    want_emb, want_feat = _EMBEDDINGS in context.selected_asset_keys, _FEATURES in context.selected_asset_keys
+    rows: list[dict] = []
+    feats: list[np.ndarray] = []
+    feat_seconds = [0.0]
+
+    def tiles_with_features():
+        for tile_rows, arr in acq.iter_kept_tiles(fovs, kept, config):
+            rows.extend(tile_rows)
+            if want_feat:
+                t = time.perf_counter()
+                feats.extend(tiles_features([arr]))
+                feat_seconds[0] += time.perf_counter() - t
+            yield arr
+
+    t0 = time.perf_counter()
+    results = []
+    if want_emb:
+        results.append(_embed(context, lcd, embedding, config, kept, tiles_with_features(), rows, plate, timepoint))
+    else:
+        for _ in tiles_with_features():
+            pass
+    if want_feat:
+        results.append(_fov_features(context, lcd, kept, rows, feats, plate, timepoint,
+                                     feat_seconds[0], time.perf_counter() - t0))
+    yield from results
+
+
+def _selected_checks(context: dg.AssetExecutionContext, checks: list[dg.AssetCheckResult],
+                     asset: dg.AssetKey) -> list[dg.AssetCheckResult]:
+    selected = {k.name for k in context.selected_asset_check_keys if k.asset_key == asset}
+    return [c for c in checks if c.check_name in selected]
+
+
+def _embed(context, lcd: LcdHome, embedding: EmbeddingSettings, config, kept: pl.DataFrame, tiles,
+           rows: list[dict], plate: str, timepoint: str) -> dg.MaterializeResult:
     model, ckpt = _load_model(lcd.models_dir / embedding.checkpoint)
     label = describe_checkpoint(ckpt)
-
-    rows: list[dict] = []
-
     size = input_size_of(ckpt, config.tile_size)
     if size != config.tile_size:
         context.log.info(f"{label} was trained on {size}-px crops: tiles are resized to {size} px")
-
-    def batches():
-        for tile_rows, arr in acq.iter_kept_tiles(fovs, kept, config):
-            rows.extend(tile_rows)
-            yield resize_tiles(arr, size)
 
     def progress(done: int, total: int | None, rate: float) -> None:
         context.log.info(f"embedded {done}/{total} tiles ({rate:.1f} tiles/s)")
 
     t0 = time.perf_counter()
-    chunks = list(
-        embed_batches(
-            model,
-            batches(),
-            batch_size=embedding.batch_size,
-            dtype=embedding.dtype,
-            device=embedding.device,
-            total=kept.height,
-            progress=progress,
-        )
-    )
+    chunks = list(embed_batches(model, (resize_tiles(arr, size) for arr in tiles), batch_size=embedding.batch_size,
+                                dtype=embedding.dtype, device=embedding.device, total=kept.height, progress=progress))
     elapsed = time.perf_counter() - t0
     emb = np.concatenate(chunks) if chunks else np.zeros((0, EMBED_DIM), np.float32)
     keep_cols = ["tile_id", "plate", "timepoint", "replica", "layout", "dose", "barcode",
@@ -335,10 +373,18 @@ def tile_embeddings(
     ) if rows else pl.DataFrame()
     if out.height:
         lcd.warehouse().write_parquet_partition("tile_embeddings", _where(plate, timepoint), out)
-
     finite = bool(np.isfinite(emb).all()) and emb.ndim == 2 and emb.shape[1] == EMBED_DIM
     unique = out["tile_id"].n_unique() if out.height else 0
+    checks = [
+        dg.AssetCheckResult(asset_key=_EMBEDDINGS, check_name="embeddings_finite_and_shaped", passed=finite,
+                            description=f"shape {emb.shape}, all finite: {bool(np.isfinite(emb).all())}"),
+        dg.AssetCheckResult(asset_key=_EMBEDDINGS, check_name="one_embedding_per_kept_tile",
+                            passed=out.height == kept.height and unique == out.height,
+                            description=f"{out.height} embeddings ({unique} distinct tiles) "
+                                        f"for {kept.height} kept tiles"),
+    ]
     return dg.MaterializeResult(
+        asset_key=_EMBEDDINGS,
         metadata={
             "tiles": out.height,
             "model": label,
@@ -348,18 +394,35 @@ def tile_embeddings(
             "seconds": round(elapsed, 1),
             "embedding_std": float(emb.std()) if emb.size else 0.0,
         },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="embeddings_finite_and_shaped",
-                passed=finite,
-                description=f"shape {emb.shape}, all finite: {bool(np.isfinite(emb).all())}",
-            ),
-            dg.AssetCheckResult(
-                check_name="one_embedding_per_kept_tile",
-                passed=out.height == kept.height and unique == out.height,
-                description=f"{out.height} embeddings ({unique} distinct tiles) for {kept.height} kept tiles",
-            ),
-        ],
+        check_results=_selected_checks(context, checks, _EMBEDDINGS),
+    )
+
+
+def _fov_features(context, lcd: LcdHome, kept: pl.DataFrame, rows: list[dict], feats: list[np.ndarray],
+                  plate: str, timepoint: str, feature_seconds: float, pass_seconds: float) -> dg.MaterializeResult:
+    by = [*WELL_KEYS, "field"]
+    if rows:
+        X = np.concatenate(feats)
+        tiles_df = pl.DataFrame(rows, infer_schema_length=None).select(by).with_columns(
+            pl.Series("embedding", X, dtype=pl.Array(pl.Float32, N_FEATURES)))
+        agg = aggregate_embeddings(tiles_df, by=by)
+        F = np.asarray(agg["embedding"].to_numpy(), dtype=np.float32)
+        out = pl.concat([agg.drop("embedding"), pl.DataFrame(F, schema=list(FEATURE_NAMES), orient="row")],
+                        how="horizontal")
+        lcd.warehouse().write_parquet_partition("fov_features", _where(plate, timepoint), out)
+    else:
+        F, out = np.zeros((0, N_FEATURES), np.float32), pl.DataFrame()
+    expected = kept.select("well", "field").unique().height
+    ok = out.height == expected and bool(np.isfinite(F).all())
+    check = dg.AssetCheckResult(
+        asset_key=_FEATURES, check_name="one_finite_row_per_fov", passed=ok,
+        description=f"{out.height} FOV rows for {expected} FOVs with kept tiles; finite: {bool(np.isfinite(F).all())}")
+    return dg.MaterializeResult(
+        asset_key=_FEATURES,
+        metadata={"fovs": out.height, "tiles": len(rows), "features": N_FEATURES,
+                  "tiles_per_s": round(len(rows) / max(feature_seconds, 1e-9), 1),
+                  "feature_seconds": round(feature_seconds, 1), "pass_seconds": round(pass_seconds, 1)},
+        check_results=_selected_checks(context, [check], _FEATURES),
     )
 
 
@@ -394,7 +457,7 @@ def _aggregate_asset(name: str, source: str, by: list[str], grain: str, descript
         src = wh.read_parquet_partition(source, _where(plate, timepoint))
         agg = aggregate_embeddings(src, by=by)
         wh.write_parquet_partition(name, _where(plate, timepoint), agg)
-        wh.refresh_views(["tile_embeddings", "fov_embeddings", "well_embeddings"])
+        wh.refresh_views(["tile_embeddings", "fov_embeddings", "well_embeddings", "fov_features"])
         expected = src.select(by).unique().height
         emb = np.asarray(agg["embedding"].to_numpy())
         return dg.MaterializeResult(

@@ -4,18 +4,13 @@ normalization, activity and MoA steps as the ViT embeddings, compared with them.
 import time
 
 import dagster as dg
-import numpy as np
 import polars as pl
 
 from lcd_assets import metadata as md
-from lcd_assets.acquisition.assets import WELL_KEYS, _brightfield_of, _partition, _read_partition_table, _where
 from lcd_assets.moa.assets import holdout_compounds
-from lcd_assets.partitions import measurement_partitions, partitioned_check
-from lcd_assets.resources import WAREHOUSE_POOL, LcdHome, TilingSettings
-from lcd_core import acquisition as acq
+from lcd_assets.resources import WAREHOUSE_POOL, LcdHome
 from lcd_core import moa
 from lcd_core.activity import compute_activity
-from lcd_core.embed import aggregate_embeddings
 from lcd_core.evaluation import (
     TRUTH_MORPHOLOGY_FEATURES,
     activity_against_truth,
@@ -23,76 +18,13 @@ from lcd_core.evaluation import (
     polypharmacology_against_truth,
     truth_morphology,
 )
-from lcd_core.handcrafted import FEATURE_NAMES, N_FEATURES, tiles_features
+from lcd_core.handcrafted import FEATURE_NAMES
 from lcd_core.normalize import METHODS, normalize_to_wells
 from lcd_core.plots import confusion_heatmap, grouped_bars, metric_curves
 
 GROUP = "handcrafted"
 HANDCRAFTED = "handcrafted"
 TRUTH_MORPHOLOGY = "ground-truth morphology (reference)"
-
-
-@dg.asset(
-    partitions_def=measurement_partitions,
-    group_name=GROUP,
-    kinds={"scikitimage", "parquet"},
-    pool=WAREHOUSE_POOL,
-    deps=["tiles"],
-    check_specs=[
-        partitioned_check(
-            "one_finite_row_per_fov",
-            asset="fov_features",
-            partitions_def=measurement_partitions,
-            blocking=True,
-            description=f"One row per FOV with kept tiles, all {N_FEATURES} features finite.",
-        )
-    ],
-    description=(
-        f"The handcrafted baseline's profiles (SPEC §4.7, the paper's CellProfiler run): {N_FEATURES} "
-        "features of every kept tile (per z-plane intensity, difference-of-Gaussians size spectrum, "
-        "edges and focus; LBP and Haralick texture; orientation (structure-tensor coherence); "
-        "dark-body, nucleus and halo object counts and "
-        "areas; z-stack difference; see `lcd_core.handcrafted`), averaged per FOV. Parquet dataset "
-        "`fov_features` (view of the same name)."
-    ),
-)
-def fov_features(context: dg.AssetExecutionContext, lcd: LcdHome, tiling: TilingSettings) -> dg.MaterializeResult:
-    plate, timepoint = _partition(context)
-    index = _read_partition_table(lcd, "image_index", plate, timepoint)
-    kept = _read_partition_table(lcd, "tiles", plate, timepoint).filter(pl.col("kept"))
-    fovs = acq.fov_paths(index, _brightfield_of(index))
-    config = tiling.config_for(int(index["size_x"].max()))
-    rows: list[dict] = []
-    feats: list[np.ndarray] = []
-    t0 = time.perf_counter()
-    for tile_rows, arr in acq.iter_kept_tiles(fovs, kept, config):
-        rows.extend(tile_rows)
-        feats.extend(tiles_features([arr]))
-    elapsed = time.perf_counter() - t0
-    by = [*WELL_KEYS, "field"]
-    wh = lcd.warehouse()
-    if rows:
-        X = np.concatenate(feats)
-        tiles_df = pl.DataFrame(rows, infer_schema_length=None).select(by).with_columns(
-            pl.Series("embedding", X, dtype=pl.Array(pl.Float32, N_FEATURES)))
-        agg = aggregate_embeddings(tiles_df, by=by)
-        F = np.asarray(agg["embedding"].to_numpy(), dtype=np.float32)
-        out = pl.concat([agg.drop("embedding"), pl.DataFrame(F, schema=list(FEATURE_NAMES), orient="row")],
-                        how="horizontal")
-        wh.write_parquet_partition("fov_features", _where(plate, timepoint), out)
-        wh.refresh_views(["fov_features"])
-    else:
-        F, out = np.zeros((0, N_FEATURES), np.float32), pl.DataFrame()
-    expected = kept.select("well", "field").unique().height
-    ok = out.height == expected and bool(np.isfinite(F).all())
-    return dg.MaterializeResult(
-        metadata={"fovs": out.height, "tiles": len(rows), "features": N_FEATURES,
-                  "tiles_per_s": round(len(rows) / max(elapsed, 1e-9), 1)},
-        check_results=[dg.AssetCheckResult(
-            check_name="one_finite_row_per_fov", passed=ok,
-            description=f"{out.height} FOV rows for {expected} FOVs with kept tiles; "
-                        f"finite: {bool(np.isfinite(F).all())}")],
-    )
 
 
 class BaselineConfig(dg.Config):
@@ -178,6 +110,7 @@ def handcrafted_baseline(context: dg.AssetExecutionContext, config: BaselineConf
     if config.method not in METHODS:
         raise ValueError(f"normalization method {config.method!r}: expected one of {METHODS}")
     wh = lcd.warehouse()
+    wh.refresh_views(["fov_features"])
     fovs = _fov_profiles(lcd)
     t0 = time.perf_counter()
     hold = holdout_compounds(lcd)
