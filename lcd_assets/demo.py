@@ -270,7 +270,7 @@ def science_summary(home: Path) -> list[str]:
     if "moa_feature_comparison" in tables:
         comp = wh.query("SELECT features, set, mode, weighted_f1, accuracy FROM moa_feature_comparison "
                         "ORDER BY set, mode, features")
-        lines += [f"MoA final calls: {f:34s} {st:8s} {m:15s} F1 {f1:.2f}  accuracy {a:.2f}"
+        lines += [f"MoA final calls: {f:36s} {st:8s} {m:15s} F1 {f1:.2f}  accuracy {a:.2f}"
                   for f, st, m, f1, a in comp.iter_rows()]
     if "handcrafted_activity" in tables and truth_path.exists():
         score = activity_against_truth(wh.query("SELECT * FROM handcrafted_activity"), pl.read_parquet(truth_path))
