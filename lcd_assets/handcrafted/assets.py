@@ -1,5 +1,7 @@
-"""The handcrafted-feature baseline (SPEC §4.7): per-FOV features of every kept tile, then the same
-normalization, activity and MoA steps as the ViT embeddings, compared with them."""
+"""The handcrafted-feature baseline (SPEC §4.7): the per-FOV features (asset `fov_features`, group
+handcrafted, computed by the acquisition pass `kept_tile_pass` from the same decoded tiles as the
+embeddings) through the same normalization, activity and MoA steps as the ViT embeddings, compared
+with them."""
 
 import time
 
