@@ -331,16 +331,14 @@ def kept_tile_pass(
             yield arr
 
     t0 = time.perf_counter()
-    results = []
     if want_emb:
-        results.append(_embed(context, lcd, embedding, config, kept, tiles_with_features(), rows, plate, timepoint))
+        yield _embed(context, lcd, embedding, config, kept, tiles_with_features(), rows, plate, timepoint)
     else:
         for _ in tiles_with_features():
             pass
     if want_feat:
-        results.append(_fov_features(context, lcd, kept, rows, feats, plate, timepoint,
-                                     feat_seconds[0], time.perf_counter() - t0))
-    yield from results
+        yield _fov_features(context, lcd, kept, rows, feats, plate, timepoint, feat_seconds[0],
+                            time.perf_counter() - t0)
 
 
 def _selected_checks(context: dg.AssetExecutionContext, checks: list[dg.AssetCheckResult],
