@@ -196,6 +196,46 @@ def measurement_dir_name(barcode: str, start: datetime) -> str:
     return f"{barcode}__{start:%Y%m%dT%H%M%S}-Measurement 1"
 
 
+def draw_specks(rng: np.random.Generator, spec: ScreenSpec) -> np.ndarray:
+    """Small debris on the plate bottom: rows ``(x, y, phase, absorption)`` in image pixels."""
+    size = spec.image_size
+    n_specks = int(rng.poisson(spec.debris_specks_mean))
+    return np.column_stack(
+        [
+            rng.uniform(0, size, n_specks),
+            rng.uniform(0, size, n_specks),
+            rng.normal(0.0, 0.6, n_specks) * rng.uniform(0.3, 1.5, n_specks),  # phase (signed)
+            rng.uniform(0.0, 1.2, n_specks),  # integrated absorption
+        ]
+    ).reshape(-1, 4)
+
+
+def render_planes(
+    spec: ScreenSpec,
+    pop: cellmod.Population,
+    rng: np.random.Generator,
+    focus_um: float,
+    ill: optics.Illumination,
+    specks: np.ndarray,
+    blobs: np.ndarray,
+    camera_offset_adu: float,
+) -> list[np.ndarray]:
+    """Image formation of one FOV: the population's phase / absorption maps, defocused to each of
+    ``spec.planes_um`` (shifted by ``focus_um``), illuminated by ``ill`` and debris ``blobs``, then
+    the camera. Returns one uint16 ``(image_size, image_size)`` array per plane."""
+    size, px = spec.image_size, spec.pixel_size_um
+    op = optics.Optics(px, spec.wavelength_um, spec.objective_na, spec.condenser_na)
+    phi, alpha, fine, coarse = optics.object_maps(pop, size, PAD_PX, rng, px, specks)
+    rel = optics.defocus_planes(phi, alpha, fine, coarse, [z + focus_um for z in spec.planes_um], op)
+    bfield = ill.field(size) * optics.blob_attenuation(size, blobs, px)
+    crop = (slice(PAD_PX, PAD_PX + size), slice(PAD_PX, PAD_PX + size))
+    return [
+        optics.camera(bfield * np.exp(np.clip(r[crop], -4.0, 2.5)), rng, spec.electrons_per_adu, spec.read_noise_adu,
+                      camera_offset_adu)
+        for r in rel
+    ]
+
+
 def _render_fov(task: _Task, well: WellAssignment, field: int):
     """Render one FOV: returns (planes uint16 list, cell rows dict, fov row dict, pos (x, y) m)."""
     spec = task.spec
@@ -209,15 +249,8 @@ def _render_fov(task: _Task, well: WellAssignment, field: int):
 
     # static per FOV (persists across timepoints): debris on the plate bottom, seeding density
     srng = _rng(seed, "fov-static", plate.barcode, well.well, field)
-    n_specks = int(srng.poisson(spec.debris_specks_mean))
-    specks = np.column_stack(
-        [
-            srng.uniform(0, size, n_specks),
-            srng.uniform(0, size, n_specks),
-            srng.normal(0.0, 0.6, n_specks) * srng.uniform(0.3, 1.5, n_specks),  # phase (signed)
-            srng.uniform(0.0, 1.2, n_specks),  # integrated absorption
-        ]
-    ).reshape(-1, 4)
+    specks = draw_specks(srng, spec)
+    n_specks = len(specks)
     has_blob = bool(srng.random() < spec.debris_blob_rate)
     blobs = np.zeros((0, 4))
     if has_blob:
@@ -257,15 +290,7 @@ def _render_fov(task: _Task, well: WellAssignment, field: int):
         meniscus=spec.field_meniscus * dist,
         meniscus_angle=math.atan2(fy, fx) if dist > 0 else 0.0,
     )
-    op = optics.Optics(px, spec.wavelength_um, spec.objective_na, spec.condenser_na)
-    phi, alpha, fine, coarse = optics.object_maps(pop, size, PAD_PX, rng, px, specks)
-    rel = optics.defocus_planes(phi, alpha, fine, coarse, [z + focus for z in spec.planes_um], op)
-    bfield = ill.field(size) * optics.blob_attenuation(size, blobs, px)
-    planes = []
-    crop = (slice(PAD_PX, PAD_PX + size), slice(PAD_PX, PAD_PX + size))
-    for r in rel:
-        sig = bfield * np.exp(np.clip(r[crop], -4.0, 2.5))
-        planes.append(optics.camera(sig, rng, spec.electrons_per_adu, spec.read_noise_adu, spec.camera_offset_adu + pb.offset_adu))
+    planes = render_planes(spec, pop, rng, focus, ill, specks, blobs, spec.camera_offset_adu + pb.offset_adu)
 
     # truth rows
     nuc = pop.nuc
