@@ -161,3 +161,22 @@ def ablation_bars(table: pl.DataFrame) -> bytes:
         ax.set_yticks(y, labels, fontsize=7)
         ax.invert_yaxis()
     return _png(fig)
+
+
+def segmentation_overlay(planes: np.ndarray, centres: np.ndarray, rays: np.ndarray, cell: np.ndarray,
+                         title: str) -> bytes:
+    """The segmented cells of one tile: each nucleus's polygon over the plane above focus, one
+    colour per cell (nuclei of a multinucleated cell share it), nuclei as dots."""
+    theta = np.linspace(0, 2 * np.pi, rays.shape[1], endpoint=False) if len(rays) else np.zeros(0)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.imshow(planes[-1], cmap="gray")
+    colours = plt.get_cmap("tab10")
+    for (y, x), r, c in zip(centres, rays, cell):
+        px, py = x + r * np.cos(theta), y + r * np.sin(theta)
+        ax.plot(np.r_[px, px[:1]], np.r_[py, py[:1]], "-", lw=1.2, color=colours(int(c) % 10))
+        ax.plot([x], [y], ".", ms=4, color=colours(int(c) % 10))
+    ax.set_xlim(0, planes.shape[-1])
+    ax.set_ylim(planes.shape[-2], 0)
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=9)
+    return _png(fig)
