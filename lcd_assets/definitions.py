@@ -19,15 +19,18 @@ from lcd_assets.resources import resources_for_env
 ACQUISITION_ASSETS = [
     acquisition.image_index,
     acquisition.tiles,
-    acquisition.kept_tile_pass,  # tile_embeddings and fov_features, one decode of the kept tiles
+    acquisition.kept_tile_pass,  # tile_embeddings, fov_features, cell_features: one decode of the kept tiles
     acquisition.fov_embeddings,
     acquisition.well_embeddings,
 ]
 
 setup_job = dg.define_asset_job(
     "setup",
-    selection=dg.AssetSelection.assets(registry.plate_registry, models.model_checkpoint),
-    description="Load and validate the plate maps and run registry; write the model checkpoint.",
+    selection=dg.AssetSelection.assets(registry.plate_registry, models.model_checkpoint, models.segmentation_model),
+    description=(
+        "Load and validate the plate maps and run registry; write the ViT checkpoint; train the cell "
+        "segmentation network (reused when trained with the same settings)."
+    ),
 )
 acquisition_job = dg.define_asset_job(
     "acquisition",
@@ -35,7 +38,7 @@ acquisition_job = dg.define_asset_job(
     partitions_def=measurement_partitions,
     description=(
         "One measurement (plate × timepoint): image index → tiles → embeddings → FOV/well profiles, "
-        "and the handcrafted baseline's FOV features."
+        "and the handcrafted baseline's FOV features and segmented cells."
     ),
 )
 ANALYSIS_ASSETS = [
@@ -85,7 +88,7 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
     """Definitions with the environment's resources (or the ones given, e.g. in tests)."""
     return dg.Definitions(
         assets=[
-            registry.plate_registry, models.model_checkpoint, *ACQUISITION_ASSETS,
+            registry.plate_registry, models.model_checkpoint, models.segmentation_model, *ACQUISITION_ASSETS,
             *ANALYSIS_ASSETS, *SCREEN_ASSETS, *PRETRAINING_ASSETS,
         ],
         jobs=[setup_job, acquisition_job, analysis_job, screen_job, tile_bank_job, pretraining_job, ablation_job],

@@ -60,6 +60,26 @@ class LcdHome(dg.ConfigurableResource):
         return load_screen(self.metadata_dir)
 
 
+#: folder of ``$LCD_HOME/models`` holding the cell segmentation network (asset ``segmentation_model``)
+CELL_SEGMENTATION_MODEL = "cellseg-raynet"
+
+
+class SegmentationSettings(dg.ConfigurableResource):
+    """Training of the cell segmentation network (``lcd_core.cellseg.train.fit_segmentation``):
+    ``n_fovs`` annotated FOVs rendered with random morphologies (about 16 labelled crops each),
+    ``epochs`` over them, the whole segmentation path validated on ``validation_fovs`` fresh ones.
+    A model trained with the same settings is reused, not retrained."""
+
+    n_fovs: int = 2000
+    epochs: int = 3
+    validation_fovs: int = 100
+    seed: int = 0
+
+    def training(self) -> dict:
+        return {"n_fovs": self.n_fovs, "epochs": self.epochs, "validation_fovs": self.validation_fovs,
+                "seed": self.seed}
+
+
 class TilingSettings(dg.ConfigurableResource):
     """Tiling of FOVs; ``binning=0`` bins large exports to about 1080 px (2160² → 2×)."""
 
@@ -118,4 +138,5 @@ def resources_for_env(env: str | None = None, home: Path | None = None) -> dict:
         "tiling": TilingSettings(),
         "embedding": embedding,
         "pretraining": PretrainingSettings(preset="gpu" if env == "gpu" else "cpu"),
+        "segmentation": SegmentationSettings(),
     }

@@ -10,7 +10,10 @@ import pytest
 
 from lcd_assets.definitions import build_definitions
 from lcd_assets.partitions import dose_partitions, plate_partitions, timepoint_partitions
-from lcd_assets.resources import resources_for_env
+from lcd_assets.resources import CELL_SEGMENTATION_MODEL, SegmentationSettings, resources_for_env
+
+#: the tests' cell segmentation network: small, trained once per session (see ``segmentation_dir``)
+TEST_SEGMENTATION = SegmentationSettings(n_fovs=100, epochs=6, validation_fovs=8)
 
 
 @pytest.fixture(scope="session")
@@ -23,13 +26,35 @@ def small_screen(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture
-def lcd_home(small_screen, tmp_path) -> Path:
-    """A fresh LCD_HOME holding a private copy of the small screen (tests may damage it)."""
-    home = tmp_path / "lcd_home"
+@pytest.fixture(scope="session")
+def segmentation_dir(tmp_path_factory) -> Path:
+    """The :data:`TEST_SEGMENTATION` network, trained once; the ``segmentation_model`` asset of
+    every test home finds it with the same settings and reuses it."""
+    from lcd_core.cellseg import save_raynet
+    from lcd_core.cellseg.train import fit_segmentation
+
+    net, record = fit_segmentation(**TEST_SEGMENTATION.training())
+    return save_raynet(net, tmp_path_factory.mktemp("segmentation") / CELL_SEGMENTATION_MODEL, record).parent
+
+
+def new_home(home: Path, small_screen: Path, segmentation_dir: Path) -> Path:
+    """``home`` as an LCD_HOME: a private copy of the small screen and the session's cell
+    segmentation network."""
     for sub in ("inbox", "metadata", "truth"):
         shutil.copytree(small_screen / sub, home / sub)
+    shutil.copytree(segmentation_dir, home / "models" / CELL_SEGMENTATION_MODEL)
     return home
+
+
+def local_resources(home: Path) -> dict:
+    """The ``local`` resources of ``home`` with the tests' small segmentation settings."""
+    return {**resources_for_env("local", home=home), "segmentation": TEST_SEGMENTATION}
+
+
+@pytest.fixture
+def lcd_home(small_screen, segmentation_dir, tmp_path) -> Path:
+    """A fresh LCD_HOME (tests may damage it)."""
+    return new_home(tmp_path / "lcd_home", small_screen, segmentation_dir)
 
 
 @pytest.fixture
@@ -40,7 +65,7 @@ def instance():
 
 @pytest.fixture
 def defs(lcd_home):
-    return build_definitions(resources_for_env("local", home=lcd_home))
+    return build_definitions(local_resources(lcd_home))
 
 
 def add_partitions(instance, plates, timepoints, doses=()):

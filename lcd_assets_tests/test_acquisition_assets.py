@@ -182,3 +182,38 @@ def test_condition_profiles_gather_the_plates_of_a_dose(defs, instance, lcd_home
         for p in plates
     )
     assert profiles.height == wells.height
+
+
+def test_cell_segmentation_rows_per_fov_and_per_nucleus(ingested, lcd_home):
+    from lcd_core.cellseg import CELL_FEATURE_NAMES, N_RAYS
+
+    wh = Warehouse(lcd_home)
+    kept_fovs = wh.query("SELECT count(DISTINCT (well, field)) AS n FROM tiles WHERE kept")["n"][0]
+    feats = wh.read_parquet_partition("cell_features", {"plate": PLATE, "timepoint": TP})
+    assert feats.height == kept_fovs
+    X = feats.select(CELL_FEATURE_NAMES).to_numpy()
+    assert np.isfinite(X).all() and (X[:, 0] >= X[:, 1]).all()  # nuclei ≥ cells in every FOV
+    cells = wh.read_parquet_partition("segmented_cells", {"plate": PLATE, "timepoint": TP})
+    assert cells.height == int(feats["cs_nuclei"].sum())  # one FOV = one tile in the small preset
+    assert (cells["live_prob"] >= 0.5).all() and len(cells["rays"][0]) == N_RAYS
+    assert set(cells["tile_id"]) <= set(wh.query("SELECT tile_id FROM tiles WHERE kept")["tile_id"])
+    meta = {m.asset_key.to_user_string(): m.materialization.metadata
+            for m in ingested.get_asset_materialization_events()}["cell_features"]
+    assert meta["nuclei"].value == cells.height and meta["fovs"].value == kept_fovs
+
+
+def test_cell_features_need_the_segmentation_model(defs, instance, lcd_home):
+    import shutil
+
+    import dagster as dg
+
+    add_partitions(instance, [PLATE], [TP])
+    job = defs.resolve_implicit_global_asset_job_def()
+    assert job.get_subset(asset_selection={dg.AssetKey("image_index"), dg.AssetKey("tiles")}).execute_in_process(
+        instance=instance, partition_key=measurement_key(PLATE, TP)).success
+    shutil.rmtree(lcd_home / "models")
+    res = job.get_subset(asset_selection={dg.AssetKey("cell_features")}).execute_in_process(
+        instance=instance, partition_key=measurement_key(PLATE, TP), raise_on_error=False)
+    assert not res.success
+    err = str(next(e for e in res.all_events if e.is_step_failure).step_failure_data.error)
+    assert "raynet.pt" in err and "segmentation_model" in err

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-
 import dagster as dg
+import numpy as np
 import polars as pl
 import pytest
 
 from lcd_assets.definitions import build_definitions
 from lcd_assets.partitions import condition_key, measurement_key
-from lcd_assets.resources import resources_for_env
-from lcd_assets_tests.conftest import add_partitions, run_job
+from lcd_assets_tests.conftest import add_partitions, local_resources, new_home, run_job
 from lcd_core.warehouse import Warehouse
 
 PLATES = ["R01-L01", "R01-L02", "R02-L01", "R02-L02"]  # R01: 0.625 µM, R02: 10 µM
@@ -19,12 +17,10 @@ TP = "04h"
 
 
 @pytest.fixture(scope="module")
-def analysed(small_screen, tmp_path_factory):
+def analysed(small_screen, segmentation_dir, tmp_path_factory):
     """Every plate at 4 h ingested, then activity for 10 µM and the screen summary."""
-    home = tmp_path_factory.mktemp("activity_home")
-    for sub in ("inbox", "metadata", "truth"):
-        shutil.copytree(small_screen / sub, home / sub)
-    defs = build_definitions(resources_for_env("local", home=home))
+    home = new_home(tmp_path_factory.mktemp("activity_home"), small_screen, segmentation_dir)
+    defs = build_definitions(local_resources(home))
     with dg.instance_for_test() as instance:
         add_partitions(instance, PLATES, [TP], ["0.625uM", "10uM"])
         assert run_job(defs, "setup", instance).success
@@ -122,7 +118,8 @@ def test_moa_assets_predict_every_compound_and_score_them(analysed):
 
 
 def test_handcrafted_baseline_runs_the_same_steps_and_is_compared_with_the_vit(analysed):
-    from lcd_assets.handcrafted.assets import TRUTH_MORPHOLOGY
+    from lcd_assets.handcrafted.assets import CELL_SEGMENTATION, TRUTH_MORPHOLOGY
+    from lcd_core.cellseg import CELL_FEATURE_NAMES
     from lcd_core.handcrafted import FEATURE_NAMES
 
     home, _, _, _, summary = analysed
@@ -136,11 +133,14 @@ def test_handcrafted_baseline_runs_the_same_steps_and_is_compared_with_the_vit(a
     preds = wh.query("SELECT * FROM handcrafted_moa_predictions")
     assert preds["compound"].n_unique() == 12
     comp = wh.query("SELECT * FROM moa_feature_comparison")
-    assert set(comp["features"]) == {"handcrafted", "ViT untrained-vit-s16-seed0", TRUTH_MORPHOLOGY}
+    assert set(comp["features"]) == {"handcrafted", "ViT untrained-vit-s16-seed0", CELL_SEGMENTATION,
+                                     TRUTH_MORPHOLOGY}
+    cells = wh.query("SELECT * FROM cell_features")
+    assert cells.height == fovs.height and np.isfinite(cells.select(CELL_FEATURE_NAMES).to_numpy()).all()
     # both polypharmacology readings of every feature set, scored against the planted compounds
     poly = wh.query("SELECT * FROM polypharmacology_vs_truth")
     assert set(poly["features"]) == set(comp["features"])
-    assert set(poly["flag"]) == {"stable_top2", "stable_residual"} and poly.height == 6
+    assert set(poly["flag"]) == {"stable_top2", "stable_residual"} and poly.height == 8
     planted = wh.query("SELECT DISTINCT compound FROM moa_predictions").join(
         pl.read_parquet(home / "truth" / "compounds.parquet").filter(pl.col("moa_secondary") != ""), on="compound")
     assert set(poly["planted"]) == {planted.height}
@@ -154,3 +154,31 @@ def test_handcrafted_baseline_runs_the_same_steps_and_is_compared_with_the_vit(a
     assert set(summary_json) == set(comp["features"])
     assert summary_json["handcrafted"]["activity_auroc_vs_truth"] is not None
     assert "data:image/png;base64," in meta["handcrafted_baseline"]["metric_curves"].value
+
+
+def test_handcrafted_profiles_join_the_cell_features_only_when_every_fov_has_them(analysed, caplog):
+    import logging
+
+    from lcd_assets.handcrafted.assets import _fov_profiles
+    from lcd_assets.resources import LcdHome
+    from lcd_core.cellseg import CELL_FEATURE_NAMES
+
+    home = analysed[0]
+    lcd = LcdHome(home=str(home))
+    full = _fov_profiles(lcd, logging.getLogger("test"))
+    assert set(CELL_FEATURE_NAMES) <= set(full.columns)
+    assert full.height == Warehouse(home).query("SELECT count(*) AS n FROM fov_features")["n"][0]
+    assert full.filter(pl.col("Metadata_role") == "negative_control").height > 0  # DMSO rows (no moa) kept
+    wh = Warehouse(home)
+    part = {"plate": "R01-L01", "timepoint": TP}
+    saved = wh.read_parquet_partition("cell_features", part)
+    wh.delete_partition("cell_features", part)
+    wh.refresh_views(["cell_features"])
+    try:
+        with caplog.at_level(logging.WARNING, logger="test"):
+            partial = _fov_profiles(lcd, logging.getLogger("test"))
+        assert partial.height == full.height and not set(CELL_FEATURE_NAMES) & set(partial.columns)
+        assert "R01-L01|04h" in caplog.text
+    finally:
+        wh.write_parquet_partition("cell_features", part, saved)
+        wh.refresh_views(["cell_features"])

@@ -44,13 +44,13 @@ def test_sql_queries_the_warehouse(tmp_path, capsys):
 
 def test_plate_registry_asset_fails_naming_duplicate_wells(lcd_home, instance):
     from lcd_assets.definitions import build_definitions
-    from lcd_assets.resources import resources_for_env
+    from lcd_assets_tests.conftest import local_resources
 
     layouts = lcd_home / "metadata" / "layouts.csv"
     lines = layouts.read_text().splitlines()
     lines.append(lines[1])  # the first well again
     layouts.write_text("\n".join(lines) + "\n")
-    defs = build_definitions(resources_for_env("local", home=lcd_home))
+    defs = build_definitions(local_resources(lcd_home))
     res = defs.resolve_job_def("setup").execute_in_process(instance=instance, raise_on_error=False)
     assert not res.success
     err = str(next(e for e in res.all_events if e.is_step_failure).step_failure_data.error)

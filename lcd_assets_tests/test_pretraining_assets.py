@@ -4,7 +4,6 @@ checkpoints → ablation table, and the embedding assets served by a trained che
 from __future__ import annotations
 
 import json
-import shutil
 
 import dagster as dg
 import numpy as np
@@ -13,8 +12,8 @@ import pytest
 
 from lcd_assets.definitions import build_definitions
 from lcd_assets.partitions import measurement_key
-from lcd_assets.resources import EmbeddingSettings, PretrainingSettings, resources_for_env
-from lcd_assets_tests.conftest import add_partitions, run_job
+from lcd_assets.resources import EmbeddingSettings, PretrainingSettings
+from lcd_assets_tests.conftest import add_partitions, local_resources, new_home, run_job
 from lcd_core.ssl.source import TileBank
 from lcd_core.vit import load_checkpoint
 from lcd_core.warehouse import Warehouse
@@ -26,16 +25,14 @@ VARIANTS = ["dino", "pa_dino_barlow_xb"]
 
 
 def _defs(home, **pretraining):
-    resources = resources_for_env("local", home=home)
+    resources = local_resources(home)
     resources["pretraining"] = PretrainingSettings(num_threads=1, **pretraining)
     return build_definitions(resources)
 
 
 @pytest.fixture(scope="module")
-def pretrained(small_screen, tmp_path_factory):
-    home = tmp_path_factory.mktemp("pretraining_home")
-    for sub in ("inbox", "metadata", "truth"):
-        shutil.copytree(small_screen / sub, home / sub)
+def pretrained(small_screen, segmentation_dir, tmp_path_factory):
+    home = new_home(tmp_path_factory.mktemp("pretraining_home"), small_screen, segmentation_dir)
     defs = _defs(home, steps=3)
     with dg.instance_for_test() as instance:
         add_partitions(instance, PLATES, [TP])
@@ -142,7 +139,7 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(pretrained):
 
 def test_embeddings_use_the_selected_trained_checkpoint(pretrained):
     home, _, instance, _, _, _ = pretrained
-    resources = resources_for_env("local", home=home)
+    resources = local_resources(home)
     resources["embedding"] = EmbeddingSettings(checkpoint="ssl-pa_dino_barlow_xb")
     defs = build_definitions(resources)
     res = run_job(defs, "acquisition", instance, measurement_key("R01-L01", TP))

@@ -35,7 +35,7 @@ import pytest
 from lcd_assets.definitions import build_definitions
 from lcd_assets.demo import prepare_instance
 from lcd_assets.partitions import measurement_key, plate_partitions, timepoint_partitions
-from lcd_assets.resources import resources_for_env
+from lcd_assets_tests.conftest import local_resources, new_home
 
 REPO = Path(__file__).resolve().parents[1]
 PLATE, TIMEPOINT = "R01-L01", "04h"
@@ -131,12 +131,10 @@ def _wait_until_loaded(server: UiServer, proc: subprocess.Popen, log: Path) -> N
 
 
 @pytest.fixture(scope="module")
-def ui(small_screen, tmp_path_factory):
+def ui(small_screen, segmentation_dir, tmp_path_factory):
     """One measurement materialized on a persistent instance, served by dagster-webserver."""
     root = tmp_path_factory.mktemp("ui")
-    home = root / "lcd_home"
-    for sub in ("inbox", "metadata", "truth"):
-        shutil.copytree(small_screen / sub, home / sub)
+    home = new_home(root / "lcd_home", small_screen, segmentation_dir)
 
     with pytest.MonkeyPatch.context() as mp:
         # prepare_instance sets both variables in os.environ; registering them first means they
@@ -149,7 +147,7 @@ def ui(small_screen, tmp_path_factory):
         with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
             instance.add_dynamic_partitions(plate_partitions.name, [PLATE])
             instance.add_dynamic_partitions(timepoint_partitions.name, [TIMEPOINT])
-            defs = build_definitions(resources_for_env("local", home=home))
+            defs = build_definitions(local_resources(home))
             setup = defs.resolve_job_def("setup").execute_in_process(instance=instance)
             assert setup.success
             acquisition = defs.resolve_job_def("acquisition").execute_in_process(

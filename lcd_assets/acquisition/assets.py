@@ -1,5 +1,6 @@
 """Acquisition assets, partitioned by plate × timepoint: image index → tiles → embeddings
-(and the handcrafted FOV features, from the same pass over the decoded tiles).
+(and the handcrafted baseline's FOV features and segmented cells, from the same pass over the
+decoded tiles).
 
 Each asset is thin glue over ``lcd_core``: it reads its partition, calls the library, writes the
 result atomically (DuckDB partition replace or Parquet ``os.replace``) and reports metadata and
@@ -18,8 +19,16 @@ import polars as pl
 
 from lcd_assets import metadata as md
 from lcd_assets.partitions import measurement_partitions, partitioned_check
-from lcd_assets.resources import WAREHOUSE_POOL, EmbeddingSettings, LcdHome, TilingSettings
+from lcd_assets.resources import (
+    CELL_SEGMENTATION_MODEL,
+    WAREHOUSE_POOL,
+    EmbeddingSettings,
+    LcdHome,
+    TilingSettings,
+)
 from lcd_core import acquisition as acq
+from lcd_core.cellseg import CELL_FEATURE_NAMES, N_CELL_FEATURES, N_RAYS, load_raynet
+from lcd_core.cellseg.features import tiles_cell_features
 from lcd_core.embed import aggregate_embeddings, embed_batches, input_size_of, resize_tiles
 from lcd_core.handcrafted import FEATURE_NAMES, N_FEATURES, tiles_features
 from lcd_core.inbox import resolve_partition
@@ -248,21 +257,27 @@ def _brightfield_of(index: pl.DataFrame) -> int:
 # tile_embeddings
 
 
-@functools.lru_cache(maxsize=2)
-def _load_model_cached(path: str, mtime: float):
-    return load_checkpoint(path)
+_LOADERS = {"model.safetensors": (load_checkpoint, "checkpoint", "model_checkpoint"),
+            "raynet.pt": (load_raynet, "cell segmentation model", "segmentation_model")}
 
 
-def _load_model(folder: Path):
-    """The checkpoint's model, kept across runs of one process (``lcd demo`` runs in-process),
-    so weights load and the bf16 kernels warm up once; a rewritten checkpoint reloads."""
-    weights = folder / "model.safetensors"
-    if not weights.exists():
-        raise FileNotFoundError(f"checkpoint {weights} not found: materialize model_checkpoint first")
-    return _load_model_cached(str(folder), weights.stat().st_mtime)
+@functools.lru_cache(maxsize=4)
+def _load_cached(path: str, weights: str, mtime: float):
+    return _LOADERS[weights][0](path)
+
+
+def _load_model(folder: Path, weights: str = "model.safetensors"):
+    """The model of ``folder`` (``(model, record)``), kept across runs of one process (``lcd demo``
+    runs in-process), so weights load and the bf16 kernels warm up once; rewritten weights reload."""
+    path = folder / weights
+    if not path.exists():
+        _, what, asset = _LOADERS[weights]
+        raise FileNotFoundError(f"{what} {path} not found: materialize {asset} first")
+    return _load_cached(str(folder), weights, path.stat().st_mtime)
 
 
 _EMBEDDINGS, _FEATURES = dg.AssetKey("tile_embeddings"), dg.AssetKey("fov_features")
+_CELLS = dg.AssetKey("cell_features")
 
 
 @dg.multi_asset(
@@ -291,6 +306,21 @@ _EMBEDDINGS, _FEATURES = dg.AssetKey("tile_embeddings"), dg.AssetKey("fov_featur
                 "same name). Computed in one pass over the decoded tiles with `tile_embeddings`."
             ),
         ),
+        dg.AssetSpec(
+            _CELLS, group_name="handcrafted", kinds={"pytorch", "parquet"}, deps=["tiles", "segmentation_model"],
+            skippable=True,
+            description=(
+                "Single-cell segmentation of every kept tile (the cell part of SPEC §4.7's CellProfiler run) by "
+                "`segmentation_model`: nuclei from the transport-of-intensity phase, a star-convex polygon per "
+                "nucleus, nuclei sharing a polygon as one cell. Per FOV (mean over its tiles) "
+                f"{N_CELL_FEATURES} features: nuclei and cell counts, multinucleated fraction, mean and spread of "
+                "log cell area and log elongation, roundness and round fraction, nucleus area, the fraction of "
+                "phase peaks judged not live, confluency (`lcd_core.cellseg.features`). Parquet datasets "
+                "`cell_features` (per FOV) and `segmented_cells` (per live nucleus: centre, cell polygon rays, "
+                "live probability, cell area and elongation, nucleus area); views of the same names. Same pass "
+                "over the decoded tiles."
+            ),
+        ),
     ],
     check_specs=[
         _check_spec("embeddings_finite_and_shaped", asset="tile_embeddings",
@@ -299,6 +329,8 @@ _EMBEDDINGS, _FEATURES = dg.AssetKey("tile_embeddings"), dg.AssetKey("fov_featur
                     description="Row count equals the kept tiles of the partition, each tile once."),
         _check_spec("one_finite_row_per_fov", asset="fov_features",
                     description=f"One row per FOV with kept tiles, all {N_FEATURES} features finite."),
+        _check_spec("one_finite_row_per_fov", asset="cell_features",
+                    description=f"One row per FOV with kept tiles, all {N_CELL_FEATURES} cell features finite."),
     ],
 )
 def kept_tile_pass(
@@ -307,27 +339,38 @@ def kept_tile_pass(
     tiling: TilingSettings,
     embedding: EmbeddingSettings,
 ):
-    """Decode the partition's kept tiles once; feed the ViT and the handcrafted features from it.
+    """Decode the partition's kept tiles once; feed the ViT, the handcrafted features and the cell
+    segmentation from it.
 
-    Either asset can be materialized alone (``can_subset``): fov_features alone needs no checkpoint.
+    Any subset can be materialized (``can_subset``): fov_features alone needs no model.
     """
     plate, timepoint = _partition(context)
     index = _read_partition_table(lcd, "image_index", plate, timepoint)
     kept = _read_partition_table(lcd, "tiles", plate, timepoint).filter(pl.col("kept"))
     fovs = acq.fov_paths(index, _brightfield_of(index))
     config = tiling.config_for(int(index["size_x"].max()))
-    want_emb, want_feat = _EMBEDDINGS in context.selected_asset_keys, _FEATURES in context.selected_asset_keys
+    selected = context.selected_asset_keys
+    want_emb, want_feat, want_cells = _EMBEDDINGS in selected, _FEATURES in selected, _CELLS in selected
+    raynet = _load_model(lcd.models_dir / CELL_SEGMENTATION_MODEL, "raynet.pt")[0] if want_cells else None
     rows: list[dict] = []
     feats: list[np.ndarray] = []
-    feat_seconds = [0.0]
+    cell_feats: list[np.ndarray] = []
+    cells: list[dict] = []
+    seconds = {"features": 0.0, "cells": 0.0}
 
     def tiles_with_features():
         for tile_rows, arr in acq.iter_kept_tiles(fovs, kept, config):
-            rows.extend(tile_rows)
             if want_feat:
                 t = time.perf_counter()
                 feats.extend(tiles_features([arr]))
-                feat_seconds[0] += time.perf_counter() - t
+                seconds["features"] += time.perf_counter() - t
+            if want_cells:
+                t = time.perf_counter()
+                for f, segs in tiles_cell_features(raynet, [arr]):
+                    cell_feats.append(f)
+                    cells.extend(_cell_rows(tile_rows, segs))
+                seconds["cells"] += time.perf_counter() - t
+            rows.extend(tile_rows)
             yield arr
 
     t0 = time.perf_counter()
@@ -336,9 +379,36 @@ def kept_tile_pass(
     else:
         for _ in tiles_with_features():
             pass
+    pass_seconds = time.perf_counter() - t0
     if want_feat:
-        yield _fov_features(context, lcd, kept, rows, feats, plate, timepoint, feat_seconds[0],
-                            time.perf_counter() - t0)
+        yield _per_fov(context, lcd, _FEATURES, FEATURE_NAMES, kept, rows, feats, plate, timepoint,
+                       {"feature_seconds": seconds["features"], "pass_seconds": pass_seconds})
+    if want_cells:
+        seg = pl.DataFrame(cells, schema=_CELL_SCHEMA) if cells else pl.DataFrame(schema=_CELL_SCHEMA)
+        lcd.warehouse().write_parquet_partition("segmented_cells", _where(plate, timepoint), seg)  # empty too
+        counts = {"nuclei": seg.height, "cells": seg.select("tile_id", "cell").n_unique() if seg.height else 0}
+        yield _per_fov(context, lcd, _CELLS, CELL_FEATURE_NAMES, kept, rows, cell_feats, plate, timepoint,
+                       {"segmentation_seconds": seconds["cells"], "pass_seconds": pass_seconds}, counts)
+
+
+_CELL_SCHEMA = {"tile_id": pl.String, "plate": pl.String, "timepoint": pl.String, "well": pl.String,
+                "field": pl.Int64, "tile_index": pl.Int64, "y": pl.Float32, "x": pl.Float32, "live_prob": pl.Float32,
+                "cell": pl.Int32, "log_area": pl.Float32, "log_elongation": pl.Float32, "roundness": pl.Float32,
+                "nucleus_log_area": pl.Float32, "rays": pl.Array(pl.Float32, N_RAYS)}
+
+
+def _cell_rows(tile_rows: list[dict], segs) -> list[dict]:
+    """One row per live nucleus of each tile (tile-pixel coordinates)."""
+    out = []
+    for r, s in zip(tile_rows, segs):
+        for k in range(len(s.centres)):
+            out.append({"tile_id": r["tile_id"], "plate": r["plate"], "timepoint": r["timepoint"], "well": r["well"],
+                        "field": int(r["field"]), "tile_index": int(r["tile_index"]), "y": float(s.centres[k, 0]),
+                        "x": float(s.centres[k, 1]), "live_prob": float(s.prob[k]), "cell": int(s.cell[k]),
+                        "log_area": float(s.shape[k, 0]), "log_elongation": float(s.shape[k, 1]),
+                        "roundness": float(s.shape[k, 2]), "nucleus_log_area": float(s.nucleus_shape[k, 0]),
+                        "rays": s.rays[k].astype(np.float32).tolist()})
+    return out
 
 
 def _selected_checks(context: dg.AssetExecutionContext, checks: list[dg.AssetCheckResult],
@@ -396,31 +466,36 @@ def _embed(context, lcd: LcdHome, embedding: EmbeddingSettings, config, kept: pl
     )
 
 
-def _fov_features(context, lcd: LcdHome, kept: pl.DataFrame, rows: list[dict], feats: list[np.ndarray],
-                  plate: str, timepoint: str, feature_seconds: float, pass_seconds: float) -> dg.MaterializeResult:
+def _per_fov(context, lcd: LcdHome, key: dg.AssetKey, names: tuple[str, ...], kept: pl.DataFrame,
+             rows: list[dict], feats: list[np.ndarray], plate: str, timepoint: str,
+             seconds: dict[str, float], extra: dict | None = None) -> dg.MaterializeResult:
+    """Per-tile feature rows averaged per FOV, written as the Parquet dataset named after ``key``."""
     by = [*WELL_KEYS, "field"]
+    n = len(names)
     if rows:
         X = np.concatenate(feats)
         tiles_df = pl.DataFrame(rows, infer_schema_length=None).select(by).with_columns(
-            pl.Series("embedding", X, dtype=pl.Array(pl.Float32, N_FEATURES)))
+            pl.Series("embedding", X, dtype=pl.Array(pl.Float32, n)))
         agg = aggregate_embeddings(tiles_df, by=by)
         F = np.asarray(agg["embedding"].to_numpy(), dtype=np.float32)
-        out = pl.concat([agg.drop("embedding"), pl.DataFrame(F, schema=list(FEATURE_NAMES), orient="row")],
+        out = pl.concat([agg.drop("embedding"), pl.DataFrame(F, schema=list(names), orient="row")],
                         how="horizontal")
-        lcd.warehouse().write_parquet_partition("fov_features", _where(plate, timepoint), out)
-    else:
-        F, out = np.zeros((0, N_FEATURES), np.float32), pl.DataFrame()
+        lcd.warehouse().write_parquet_partition(key.path[-1], _where(plate, timepoint), out)
+    else:  # no kept tile: no rows, and none left from an earlier run
+        F, out = np.zeros((0, n), np.float32), pl.DataFrame()
+        lcd.warehouse().delete_partition(key.path[-1], _where(plate, timepoint))
     expected = kept.select("well", "field").unique().height
     ok = out.height == expected and bool(np.isfinite(F).all())
     check = dg.AssetCheckResult(
-        asset_key=_FEATURES, check_name="one_finite_row_per_fov", passed=ok,
+        asset_key=key, check_name="one_finite_row_per_fov", passed=ok,
         description=f"{out.height} FOV rows for {expected} FOVs with kept tiles; finite: {bool(np.isfinite(F).all())}")
+    work = next(iter(seconds.values()))
     return dg.MaterializeResult(
-        asset_key=_FEATURES,
-        metadata={"fovs": out.height, "tiles": len(rows), "features": N_FEATURES,
-                  "tiles_per_s": round(len(rows) / max(feature_seconds, 1e-9), 1),
-                  "feature_seconds": round(feature_seconds, 1), "pass_seconds": round(pass_seconds, 1)},
-        check_results=_selected_checks(context, [check], _FEATURES),
+        asset_key=key,
+        metadata={"fovs": out.height, "tiles": len(rows), "features": n,
+                  "tiles_per_s": round(len(rows) / max(work, 1e-9), 1),
+                  **{k: round(v, 1) for k, v in seconds.items()}, **(extra or {})},
+        check_results=_selected_checks(context, [check], key),
     )
 
 
@@ -455,7 +530,8 @@ def _aggregate_asset(name: str, source: str, by: list[str], grain: str, descript
         src = wh.read_parquet_partition(source, _where(plate, timepoint))
         agg = aggregate_embeddings(src, by=by)
         wh.write_parquet_partition(name, _where(plate, timepoint), agg)
-        wh.refresh_views(["tile_embeddings", "fov_embeddings", "well_embeddings", "fov_features"])
+        wh.refresh_views(["tile_embeddings", "fov_embeddings", "well_embeddings", "fov_features", "cell_features",
+                          "segmented_cells"])
         expected = src.select(by).unique().height
         emb = np.asarray(agg["embedding"].to_numpy())
         return dg.MaterializeResult(

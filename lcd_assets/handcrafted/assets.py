@@ -1,7 +1,7 @@
-"""The handcrafted-feature baseline (SPEC §4.7): the per-FOV features (asset `fov_features`, group
-handcrafted, computed by the acquisition pass `kept_tile_pass` from the same decoded tiles as the
-embeddings) through the same normalization, activity and MoA steps as the ViT embeddings, compared
-with them."""
+"""The handcrafted-feature baseline (SPEC §4.7): the per-FOV features (assets `fov_features` and
+`cell_features`, group handcrafted, computed by the acquisition pass `kept_tile_pass` from the same
+decoded tiles as the embeddings) through the same normalization, activity and MoA steps as the ViT
+embeddings, compared with them."""
 
 import time
 
@@ -13,6 +13,7 @@ from lcd_assets.moa.assets import holdout_compounds
 from lcd_assets.resources import WAREHOUSE_POOL, LcdHome
 from lcd_core import moa
 from lcd_core.activity import compute_activity
+from lcd_core.cellseg import CELL_FEATURE_NAMES
 from lcd_core.evaluation import (
     TRUTH_MORPHOLOGY_FEATURES,
     activity_against_truth,
@@ -27,6 +28,9 @@ from lcd_core.plots import confusion_heatmap, grouped_bars, metric_curves
 GROUP = "handcrafted"
 HANDCRAFTED = "handcrafted"
 TRUTH_MORPHOLOGY = "ground-truth morphology (reference)"
+CELL_SEGMENTATION = "cell segmentation (RayNet)"
+MIN_SEGMENTED_FOVS = 0.5  # the cells-alone row needs live nuclei in at least this share of the FOVs
+_FOV_KEYS = ["plate", "timepoint", "replica", "layout", "dose", "barcode", "well", "compound", "moa", "role", "field"]
 
 
 class BaselineConfig(dg.Config):
@@ -40,10 +44,22 @@ class BaselineConfig(dg.Config):
     seed: int = 0
 
 
-def _fov_profiles(lcd: LcdHome) -> pl.DataFrame:
-    fovs = lcd.warehouse().query("SELECT * FROM fov_features ORDER BY timepoint, plate, well, field")
-    meta = [c for c in fovs.columns if c not in FEATURE_NAMES]
-    return fovs.rename({c: f"Metadata_{c}" for c in meta})
+def _fov_profiles(lcd: LcdHome, log) -> pl.DataFrame:
+    """`fov_features`, joined with `cell_features` when every FOV was segmented, Metadata_-prefixed."""
+    wh = lcd.warehouse()
+    fovs = wh.query("SELECT * FROM fov_features ORDER BY timepoint, plate, well, field")
+    if "cell_features" in wh.tables():
+        cells = wh.query("SELECT * FROM cell_features").select(*_FOV_KEYS, *CELL_FEATURE_NAMES)
+        joined = fovs.join(cells, on=_FOV_KEYS, how="inner", maintain_order="left", nulls_equal=True)  # DMSO: no moa
+        if joined.height == fovs.height:
+            fovs = joined
+        else:  # never drop FOVs: the cells join only when every FOV was segmented
+            missing = fovs.join(cells, on=_FOV_KEYS, how="anti", nulls_equal=True).select("plate", "timepoint").unique()
+            log.warning(f"cell_features lacks {fovs.height - joined.height} FOVs of fov_features (measurements "
+                        f"{sorted(f'{p}|{t}' for p, t in missing.iter_rows())[:5]}…): the handcrafted features "
+                        "run without the cell features; materialize cell_features for every measurement")
+    features = set(FEATURE_NAMES) | set(CELL_FEATURE_NAMES)
+    return fovs.rename({c: f"Metadata_{c}" for c in fovs.columns if c not in features})
 
 
 def _vit_label(lcd: LcdHome) -> str:
@@ -92,16 +108,18 @@ def _truth_morphology_fovs(lcd: LcdHome, fovs: pl.DataFrame) -> pl.DataFrame | N
     group_name=GROUP,
     kinds={"scikitlearn", "duckdb"},
     pool=WAREHOUSE_POOL,
-    deps=["fov_features", "moa_predictions"],
+    deps=["fov_features", "cell_features", "moa_predictions"],
     description=(
-        "The handcrafted features through the ViT's own downstream steps: per timepoint the "
+        "The handcrafted features (tile features plus, where segmented, the cells' shape features) "
+        "through the ViT's own downstream steps: per timepoint the "
         "normalization (default MAD + sphering on DMSO, the cytomining treatment of handcrafted "
         "features), per dose × timepoint mAP / mAP-ES, then the MoA "
         "probes, incremental aggregation and polypharmacology. Tables `handcrafted_activity`, "
         "`handcrafted_moa_predictions`, `handcrafted_moa_metrics`, `handcrafted_polypharmacology`, "
         "and the comparison with the ViT embeddings: `moa_feature_comparison` (weighted F1, "
         "accuracy, top-3 of the final calls per feature set) and `moa_feature_mcnemar` (McNemar's "
-        "test on the same compounds). On a synthetic screen the same MoA stage also runs on the "
+        "test on the same compounds). The cell segmentation's features also run alone (row "
+        f"`{CELL_SEGMENTATION}`). On a synthetic screen the same MoA stage also runs on the "
         "ground-truth morphology of each FOV (a reference row: what perfect segmentation would "
         "give), and `polypharmacology_vs_truth` scores both polypharmacology readings (top-2, "
         "explain-away) of every feature set against the planted two-MoA compounds."
@@ -112,8 +130,8 @@ def handcrafted_baseline(context: dg.AssetExecutionContext, config: BaselineConf
     if config.method not in METHODS:
         raise ValueError(f"normalization method {config.method!r}: expected one of {METHODS}")
     wh = lcd.warehouse()
-    wh.refresh_views(["fov_features"])
-    fovs = _fov_profiles(lcd)
+    wh.refresh_views(["fov_features", "cell_features"])
+    fovs = _fov_profiles(lcd, context.log)
     t0 = time.perf_counter()
     hold = holdout_compounds(lcd)
     activity, result = _downstream(fovs, config.method, config, hold)
@@ -135,6 +153,20 @@ def handcrafted_baseline(context: dg.AssetExecutionContext, config: BaselineConf
             activities[vit] = wh.query("SELECT * FROM activity")
     else:
         context.log.warning("no ViT moa_predictions yet: the comparison holds the handcrafted row only")
+    segmented = float((fovs["cs_nuclei"] > 0).mean()) if "cs_nuclei" in fovs.columns else 0.0
+    if segmented >= MIN_SEGMENTED_FOVS:
+        # the segmented cells alone, as few features as the ground-truth reference (MAD, no sphering)
+        cell_fovs = fovs.select(*[c for c in fovs.columns if c.startswith("Metadata_")], *CELL_FEATURE_NAMES)
+        cs_activity, cs_result = _downstream(cell_fovs, "mad", config, hold)
+        named[CELL_SEGMENTATION] = cs_result.predictions
+        polys[CELL_SEGMENTATION] = cs_result.polypharmacology
+        activities[CELL_SEGMENTATION] = cs_activity
+    elif "cs_nuclei" in fovs.columns:
+        context.log.warning(f"the segmentation found a live nucleus in {segmented:.0%} of the FOVs (< "
+                            f"{MIN_SEGMENTED_FOVS:.0%}): no '{CELL_SEGMENTATION}' row; check segmentation_model")
+    else:
+        context.log.warning("no cell_features: the handcrafted features hold no single-cell shape "
+                            "(materialize segmentation_model, then cell_features)")
     gt_fovs = _truth_morphology_fovs(lcd, fovs)
     if gt_fovs is not None and gt_fovs.height:
         # the ceiling: the same MoA stage on what a perfect segmentation would measure (MAD: 9 features)
