@@ -66,3 +66,12 @@ def test_training_lowers_the_loss_and_validation_reports_every_figure():
 
 def test_annotation_set_fields():
     assert [f.name for f in dataclasses.fields(annotation_set(1, seed=0))] == ["x", "log_rays", "live", "fovs"]
+
+
+def test_dead_cells_are_negatives_even_beyond_the_negative_quota(monkeypatch):
+    import lcd_core.cellseg.train as train
+    from lcd_core.synth.cells import Phenotype
+
+    monkeypatch.setattr(train, "random_phenotype", lambda rng: Phenotype(growth=1.0, death=0.9))
+    data = annotation_set(3, seed=2)
+    assert len(data.x) and (data.live == 0).sum() > (data.live == 1).sum()  # mostly dead: all negatives kept

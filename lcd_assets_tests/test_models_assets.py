@@ -39,3 +39,15 @@ def test_segmentation_model_retrains_when_the_settings_change(instance, lcd_home
     # the check reports the figures whatever they are: 4 FOVs train a poor network
     check = next(e for e in res.get_asset_check_evaluations() if e.check_name == "segmentation_recovers_shape")
     assert "per-FOV log elongation r" in check.description
+
+
+def test_segmentation_model_of_an_older_geometry_is_retrained(instance, lcd_home):
+    path = lcd_home / "models" / CELL_SEGMENTATION_MODEL / "raynet.json"
+    settings = SegmentationSettings(n_fovs=4, epochs=1, validation_fovs=2, seed=5)
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({**record, "training": settings.training(), "outputs": "cell"}))
+    defs = build_definitions({**local_resources(lcd_home), "segmentation": settings})
+    res = run_job(defs, "setup", instance)
+    assert res.success
+    assert _meta(res, "segmentation_model")["reused"].value is False
+    assert json.loads(path.read_text())["outputs"] == "cell+nucleus"

@@ -99,9 +99,13 @@ def segmentation_model(context: dg.AssetExecutionContext, segmentation: Segmenta
     record = json.loads((folder / "raynet.json").read_text()) if (folder / "raynet.json").exists() else {}
     reused = record.get("training") == wanted
     if reused:
-        net, record = load_raynet(folder)
-        context.log.info(f"{folder} was trained with the same settings: reused")
-    else:
+        try:
+            net, record = load_raynet(folder)
+            context.log.info(f"{folder} was trained with the same settings: reused")
+        except ValueError as err:  # weights of an older network geometry: train anew
+            context.log.warning(f"{err}; retraining")
+            reused = False
+    if not reused:
         net, record = fit_segmentation(**wanted, progress=context.log.info)
         save_raynet(net, folder, record)
     validation = record["validation"]

@@ -121,7 +121,7 @@ def annotation_set(n_fovs: int, seed: int, spec: ScreenSpec | None = None) -> An
             rays_to_ellipse(pts, pop.cx[cell], pop.cy[cell], pop.ca[cell], pop.cb[cell], pop.cang[cell]),
             rays_to_ellipse(pts, nuc[:, 1], nuc[:, 2], nuc[:, 3], nuc[:, 4], nuc[:, 5])], axis=1)
         dead = pop.nuc[_live_nuclei(pop, size, live=False), 1:3]
-        n_neg = max(2, int(round(len(nuc) * NEGATIVE_SHARE / (1 - NEGATIVE_SHARE))) - len(dead))
+        n_neg = max(0, max(2, int(round(len(nuc) * NEGATIVE_SHARE / (1 - NEGATIVE_SHARE)))) - len(dead))  # background
         neg = rng.uniform(0, size, (4 * n_neg, 2))
         if len(nuc):
             far = np.hypot(*(neg[:, None, :] - nuc[None, :, 1:3]).transpose(2, 0, 1)).min(axis=1) > 1.5 * MATCH_PX
