@@ -1,8 +1,9 @@
-"""Handcrafted tile features: the CellProfiler-style baseline of SPEC §4.7, without segmentation.
+"""Handcrafted tile features: the image part of the CellProfiler-style baseline of SPEC §4.7.
 
 The paper's baseline is a CellProfiler run (single-cell segmentation, 284 features, median per
-image). Brightfield cells are hard to segment without a trained model, so this baseline measures
-the same families of quantities directly on each tile, with scipy / scikit-image:
+image). The single cells are segmented by :mod:`lcd_core.cellseg` (a trained network: brightfield
+cells do not segment reliably with classical tools); this module measures the image-level
+families of quantities directly on each tile, with scipy / scikit-image:
 
 * **intensity** per z-plane: mean and std of the tile, then percentiles (1, 5, 50, 95, 99),
   skewness and kurtosis of the tile z-scored by its own mean and std;
