@@ -9,6 +9,7 @@ import dagster as dg
 import polars as pl
 
 from lcd_assets import metadata as md
+from lcd_assets.acquisition.assets import WELL_KEYS
 from lcd_assets.moa.assets import holdout_compounds
 from lcd_assets.resources import WAREHOUSE_POOL, LcdHome
 from lcd_core import moa
@@ -30,7 +31,7 @@ HANDCRAFTED = "handcrafted"
 TRUTH_MORPHOLOGY = "ground-truth morphology (reference)"
 CELL_SEGMENTATION = "cell segmentation (RayNet)"
 MIN_SEGMENTED_FOVS = 0.5  # the cells-alone row needs live nuclei in at least this share of the FOVs
-_FOV_KEYS = ["plate", "timepoint", "replica", "layout", "dose", "barcode", "well", "compound", "moa", "role", "field"]
+_FOV_KEYS = [*WELL_KEYS, "field"]
 
 
 class BaselineConfig(dg.Config):
@@ -153,14 +154,14 @@ def handcrafted_baseline(context: dg.AssetExecutionContext, config: BaselineConf
             activities[vit] = wh.query("SELECT * FROM activity")
     else:
         context.log.warning("no ViT moa_predictions yet: the comparison holds the handcrafted row only")
+
+    def add(name: str, act: pl.DataFrame, res: moa.MoaResult) -> None:
+        named[name], polys[name], activities[name] = res.predictions, res.polypharmacology, act
     segmented = float((fovs["cs_nuclei"] > 0).mean()) if "cs_nuclei" in fovs.columns else 0.0
     if segmented >= MIN_SEGMENTED_FOVS:
         # the segmented cells alone, as few features as the ground-truth reference (MAD, no sphering)
         cell_fovs = fovs.select(*[c for c in fovs.columns if c.startswith("Metadata_")], *CELL_FEATURE_NAMES)
-        cs_activity, cs_result = _downstream(cell_fovs, "mad", config, hold)
-        named[CELL_SEGMENTATION] = cs_result.predictions
-        polys[CELL_SEGMENTATION] = cs_result.polypharmacology
-        activities[CELL_SEGMENTATION] = cs_activity
+        add(CELL_SEGMENTATION, *_downstream(cell_fovs, "mad", config, hold))
     elif "cs_nuclei" in fovs.columns:
         context.log.warning(f"the segmentation found a live nucleus in {segmented:.0%} of the FOVs (< "
                             f"{MIN_SEGMENTED_FOVS:.0%}): no '{CELL_SEGMENTATION}' row; check segmentation_model")
@@ -170,10 +171,7 @@ def handcrafted_baseline(context: dg.AssetExecutionContext, config: BaselineConf
     gt_fovs = _truth_morphology_fovs(lcd, fovs)
     if gt_fovs is not None and gt_fovs.height:
         # the ceiling: the same MoA stage on what a perfect segmentation would measure (MAD: 9 features)
-        gt_activity, gt_result = _downstream(gt_fovs, "mad", config, hold)
-        named[TRUTH_MORPHOLOGY] = gt_result.predictions
-        polys[TRUTH_MORPHOLOGY] = gt_result.polypharmacology
-        activities[TRUTH_MORPHOLOGY] = gt_activity
+        add(TRUTH_MORPHOLOGY, *_downstream(gt_fovs, "mad", config, hold))
     truth_path = lcd.truth_dir / "conditions.parquet"
     truth = pl.read_parquet(truth_path) if truth_path.exists() else None
     summary = {name: {"polypharmacology_top2": _flagged(polys[name]) if name in polys else "n/a",

@@ -89,7 +89,7 @@ MIN_FOV_ELONGATION_R = 0.5
 )
 def segmentation_model(context: dg.AssetExecutionContext, segmentation: SegmentationSettings,
                        lcd: LcdHome) -> dg.MaterializeResult:
-    from lcd_core.cellseg import detect_nuclei, load_raynet, save_raynet
+    from lcd_core.cellseg import load_raynet, save_raynet
     from lcd_core.cellseg.features import segment_tiles
     from lcd_core.cellseg.train import fit_segmentation, render_annotated_fov
     from lcd_core.plots import segmentation_overlay
@@ -112,7 +112,7 @@ def segmentation_model(context: dg.AssetExecutionContext, segmentation: Segmenta
     image, _ = render_annotated_fov(np.random.default_rng(segmentation.seed + 2))
     seg = segment_tiles(net, image[None])[0]
     overlay = segmentation_overlay(image, seg.centres, seg.rays, seg.cell,
-                                   f"validation FOV: {len(detect_nuclei(image))} nuclei found, "
+                                   f"validation FOV: {seg.detected} nuclei found, "
                                    f"{len(seg.centres)} live, {len(set(seg.cell.tolist()))} cells")
     passed = (validation["recall"] >= MIN_NUCLEUS_RECALL
               and float(validation["fov_log_elongation_r"] or 0) >= MIN_FOV_ELONGATION_R)

@@ -200,7 +200,6 @@ def validate_raynet(net: RayNet, n_fovs: int, seed: int, spec: ScreenSpec | None
             ok = d[np.arange(len(d)), nearest] <= MATCH_PX
             hits += len(np.unique(nearest[ok]))
             pairs.append(np.column_stack([seg.shape[ok, :2], seg.nucleus_shape[ok, 0], true_shape[nearest[ok]]]))
-        if len(nuc) and len(seg.centres):
             fov_rows.append([seg.shape[:, 1].mean(), true_shape[:, 1].mean(), seg.shape[:, 0].mean(),
                              true_shape[:, 0].mean(), len(seg.centres), len(nuc)])
     p = np.concatenate(pairs) if pairs else np.zeros((0, 6))  # predicted area, elongation, nucleus; true ones
