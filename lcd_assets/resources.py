@@ -66,18 +66,26 @@ CELL_SEGMENTATION_MODEL = "cellseg-raynet"
 
 class SegmentationSettings(dg.ConfigurableResource):
     """Training of the cell segmentation network (``lcd_core.cellseg.train.fit_segmentation``):
-    ``n_fovs`` annotated FOVs rendered with random morphologies (about 16 labelled crops each),
-    ``epochs`` over them, the whole segmentation path validated on ``validation_fovs`` fresh ones.
-    A model trained with the same settings is reused, not retrained."""
+    ``n_fovs`` annotated FOVs rendered with random morphologies (about 20 labelled crops each),
+    ``large_share`` of them in the large-cell regime (``random_phenotype``), ``epochs`` over them
+    with the nucleus's rays weighted ``nucleus_weight`` against the cell's, the whole segmentation
+    path validated on ``validation_fovs`` fresh ones. A model trained with the same settings is
+    reused, not retrained.
+
+    Per-cell log elongation r on the 100 validation FOVs: 0.61 after 3 epochs, 0.70 after 6, 0.78
+    with the nucleus weighted 0.25, 0.80 with 8 epochs and the large-cell share; for multinucleated
+    cells (80 further FOVs) 0.41 → 0.53 → 0.67 → 0.80. The loss still falls at 8 epochs."""
 
     n_fovs: int = 2000
-    epochs: int = 3
+    epochs: int = 8
     validation_fovs: int = 100
     seed: int = 0
+    nucleus_weight: float = 0.25
+    large_share: float = 0.25
 
     def training(self) -> dict:
         return {"n_fovs": self.n_fovs, "epochs": self.epochs, "validation_fovs": self.validation_fovs,
-                "seed": self.seed}
+                "seed": self.seed, "nucleus_weight": self.nucleus_weight, "large_share": self.large_share}
 
 
 class TilingSettings(dg.ConfigurableResource):

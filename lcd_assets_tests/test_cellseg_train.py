@@ -40,6 +40,21 @@ def test_random_phenotypes_span_more_than_the_moa_programs():
     assert 0.3 < np.mean([p.multinucleated > 0 for p in draws]) < 0.7
 
 
+def test_the_large_cell_regime_draws_large_multinucleated_cells_of_any_shape():
+    rng = np.random.default_rng(1)
+    draws = [random_phenotype(rng, large_cells=True) for _ in range(200)]
+    assert min(p.cell_scale for p in draws) >= 1.2 and max(p.cell_scale for p in draws) <= 1.6
+    assert min(p.multinucleated for p in draws) >= 0.2
+    elong = np.array([p.elongation for p in draws])
+    assert elong.min() < 1.4 and elong.max() > 3.5  # elongation is not steered
+
+
+def test_annotation_set_large_share():
+    plain, large = annotation_set(6, seed=3, large_share=0.0), annotation_set(6, seed=3, large_share=1.0)
+    # a large-cell FOV has larger cells: longer cell rays on average
+    assert large.log_rays[large.live == 1, 0].mean() > plain.log_rays[plain.live == 1, 0].mean() + 0.1
+
+
 def test_annotation_set_is_deterministic_and_labelled():
     a, b = annotation_set(3, seed=4), annotation_set(3, seed=4)
     assert np.array_equal(a.x, b.x) and np.array_equal(a.log_rays, b.log_rays)
@@ -64,6 +79,16 @@ def test_training_lowers_the_loss_and_validation_reports_every_figure():
     assert 0 <= val["recall"] <= 1 and val["true_nuclei"] > 0
 
 
+def test_nucleus_weight_zero_ignores_the_nucleus_targets():
+    data = annotation_set(4, seed=6)
+    moved = dataclasses.replace(data, log_rays=data.log_rays.copy())
+    moved.log_rays[:, 1] += 0.5
+    runs = [train_raynet(d, epochs=1, width=8, batch_size=32, seed=0, nucleus_weight=w)[1][0]["loss"]
+            for d in (data, moved) for w in (0.0, 1.0)]
+    assert runs[0] == pytest.approx(runs[2], rel=1e-6)  # weight 0: the same fit whatever the nucleus says
+    assert runs[1] != pytest.approx(runs[3], rel=1e-3)  # weight 1: the nucleus targets count
+
+
 def test_annotation_set_fields():
     assert [f.name for f in dataclasses.fields(annotation_set(1, seed=0))] == ["x", "log_rays", "live", "fovs"]
 
@@ -72,6 +97,6 @@ def test_dead_cells_are_negatives_even_beyond_the_negative_quota(monkeypatch):
     import lcd_core.cellseg.train as train
     from lcd_core.synth.cells import Phenotype
 
-    monkeypatch.setattr(train, "random_phenotype", lambda rng: Phenotype(growth=1.0, death=0.9))
+    monkeypatch.setattr(train, "random_phenotype", lambda rng, large_cells=False: Phenotype(growth=1.0, death=0.9))
     data = annotation_set(3, seed=2)
     assert len(data.x) and (data.live == 0).sum() > (data.live == 1).sum()  # mostly dead: all negatives kept
