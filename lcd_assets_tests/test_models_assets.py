@@ -33,6 +33,7 @@ def test_segmentation_model_retrains_when_the_settings_change(instance, lcd_home
     assert res.success
     meta = _meta(res, "segmentation_model")
     assert meta["reused"].value is False and meta["training_fovs"].value == 4
+    assert meta["training"].value == settings.training()  # nucleus weight and large-cell share shown too
     record = json.loads((lcd_home / "models" / CELL_SEGMENTATION_MODEL / "raynet.json").read_text())
     assert record["training"] == settings.training() and len(record["history"]) == 1
     assert record["validation"]["fovs"] == 2

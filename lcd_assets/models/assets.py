@@ -123,6 +123,7 @@ def segmentation_model(context: dg.AssetExecutionContext, segmentation: Segmenta
             "training_fovs": segmentation.n_fovs,
             "crops": record.get("crops"),
             "epochs": segmentation.epochs,
+            "training": dg.MetadataValue.json(wanted),
             "seconds": record.get("seconds"),
             "validation": dg.MetadataValue.json({k: (round(v, 4) if isinstance(v, float) else v)
                                                  for k, v in validation.items()}),
