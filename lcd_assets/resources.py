@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from lcd_core.cellseg.train import LARGE_CELL_SHARE, NUCLEUS_WEIGHT
 from lcd_core.platemap import Screen, load_screen
 from lcd_core.tiles import TileConfig
 from lcd_core.warehouse import Warehouse
@@ -80,8 +81,8 @@ class SegmentationSettings(dg.ConfigurableResource):
     epochs: int = 8
     validation_fovs: int = 100
     seed: int = 0
-    nucleus_weight: float = 0.25
-    large_share: float = 0.25
+    nucleus_weight: float = NUCLEUS_WEIGHT
+    large_share: float = LARGE_CELL_SHARE
 
     def training(self) -> dict:
         return {"n_fovs": self.n_fovs, "epochs": self.epochs, "validation_fovs": self.validation_fovs,
