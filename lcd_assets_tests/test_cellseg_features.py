@@ -6,9 +6,16 @@ import numpy as np
 import pytest
 
 from lcd_core.cellseg import CELL_FEATURE_NAMES, load_raynet
-from lcd_core.cellseg.features import SegmentedTile, _group, segment_tiles, tile_cell_features, tiles_cell_features
+from lcd_core.cellseg.features import (
+    SegmentedTile,
+    _group,
+    _polygon_iou,
+    segment_tiles,
+    tile_cell_features,
+    tiles_cell_features,
+)
 from lcd_core.cellseg.raynet import N_RAYS, polygon_shape
-from lcd_core.cellseg.train import render_annotated_fov
+from lcd_core.cellseg.train import rays_to_ellipse, render_annotated_fov
 
 
 def _tile(centres, radii, detected=None) -> SegmentedTile:
@@ -25,6 +32,30 @@ def test_nuclei_inside_each_others_polygons_are_one_cell():
     # one-sided containment (a big polygon around a small one) is not one cell
     assert len(set(_group(np.array([[50.0, 50.0], [50.0, 75.0]]),
                           np.array([[30.0] * N_RAYS, [5.0] * N_RAYS])).tolist())) == 2
+
+
+def test_neighbours_reaching_past_each_others_centres_are_two_cells():
+    # two round cells 30 px apart, each polygon with a narrow spur past the other's centre: each
+    # centre lies inside the other's polygon, but the polygons outline different cells
+    a, b = np.full(N_RAYS, 12.0), np.full(N_RAYS, 12.0)
+    a[0], b[N_RAYS // 2] = 35.0, 35.0  # ray 0 points along +x (column), where b lies
+    centres = np.array([[100.0, 100.0], [100.0, 130.0]])
+    assert _polygon_iou(centres[0], a, centres[1], b) < 0.2
+    assert len(set(_group(centres, np.stack([a, b])).tolist())) == 2
+    # the same two nuclei in one long cell (an ellipse 45 × 15 px around both): one cell
+    one = np.ones(2)
+    rays = rays_to_ellipse(centres[:, ::-1], 115 * one, 100 * one, 45 * one, 15 * one, 0 * one)
+    assert _polygon_iou(centres[0], rays[0], centres[1], rays[1]) > 0.9
+    assert len(set(_group(centres, rays).tolist())) == 1
+
+
+def test_polygon_iou_of_circles():
+    r = np.full(N_RAYS, 20.0)
+    c = np.array([50.0, 50.0])
+    assert _polygon_iou(c, r, c, r) == pytest.approx(1.0)
+    assert _polygon_iou(c, r, c + [100.0, 0.0], r) == 0.0
+    overlap = 2 * 20**2 * np.arccos(10 / 40) - 5 * np.sqrt(4 * 20**2 - 10**2)
+    assert _polygon_iou(c, r, c + [0.0, 10.0], r) == pytest.approx(overlap / (2 * np.pi * 20**2 - overlap), rel=0.05)
 
 
 def test_tile_cell_features_hand_values():

@@ -2,8 +2,9 @@
 
 For each tile: nuclei (:func:`~lcd_core.cellseg.nuclei.detect_nuclei`), a polygon per nucleus
 (:class:`~lcd_core.cellseg.raynet.RayNet`), crops the network judges not centred on a live
-nucleus dropped (probability < 0.5). Nuclei whose centres lie inside each other's polygons are one
-cell (multinucleated cells, the Aurora-kinase phenotype). Per-tile features, CellProfiler's
+nucleus dropped (probability < 0.5). Two nuclei are one cell (multinucleated cells, the Aurora-kinase phenotype)
+when each centre lies inside the other's polygon and the two polygons describe the same cell
+(intersection over union at least :data:`MIN_CELL_IOU`). Per-tile features, CellProfiler's
 median-per-image idea with means and spreads of the cells:
 
 * ``cs_nuclei``, ``cs_cells``: counts; ``cs_multinucleated``: fraction of cells with ≥ 2 nuclei;
@@ -42,6 +43,11 @@ CELL_FEATURE_NAMES: tuple[str, ...] = (
 )
 N_CELL_FEATURES = len(CELL_FEATURE_NAMES)
 MIN_LIVE_PROB = 0.5
+#: Polygons of two nuclei of one cell both outline that cell; a neighbour's polygon that only
+#: reaches past a centre overlaps less. Demo screen, 20 h tiles, nucleus pairs inside each other's
+#: polygons (matched to the generator's cells): IoU median 0.80 for one cell (10 % under 0.66),
+#: 0.35 for two cells; at 0.5, 819 of 831 same-cell pairs join and 49 of 357 two-cell pairs.
+MIN_CELL_IOU = 0.5
 ROUND_LOG_ELONGATION = float(np.log(1.1))
 
 
@@ -76,12 +82,29 @@ def _inside(centres: np.ndarray, rays: np.ndarray) -> np.ndarray:
     return rho < r
 
 
+def _polygon_iou(centre_a: np.ndarray, rays_a: np.ndarray, centre_b: np.ndarray, rays_b: np.ndarray) -> float:
+    """Intersection over union of two star-convex polygons, rasterized at 1 px."""
+    from skimage.draw import polygon
+
+    pts = [(c[0] + r * np.sin(THETA), c[1] + r * np.cos(THETA)) for c, r in ((centre_a, rays_a), (centre_b, rays_b))]
+    lo = np.floor([min(p[0].min() for p in pts), min(p[1].min() for p in pts)])
+    shape = tuple((np.ceil([max(p[0].max() for p in pts), max(p[1].max() for p in pts)]) - lo + 1).astype(int))
+    masks = []
+    for ys, xs in pts:
+        m = np.zeros(shape, bool)
+        m[polygon(ys - lo[0], xs - lo[1], shape)] = True
+        masks.append(m)
+    return float((masks[0] & masks[1]).sum() / max((masks[0] | masks[1]).sum(), 1))
+
+
 def _group(centres: np.ndarray, rays: np.ndarray) -> np.ndarray:
+    """Cell index of each nucleus: connected components of the same-cell pairs (module docstring)."""
     if len(centres) == 0:
         return np.zeros(0, int)
     m = _inside(centres, rays)
-    mutual = m & m.T
-    i, j = np.nonzero(mutual)
+    i, j = np.nonzero(np.triu(m & m.T, 1))
+    iou = np.array([_polygon_iou(centres[a], rays[a], centres[b], rays[b]) for a, b in zip(i, j)])
+    i, j = i[iou >= MIN_CELL_IOU], j[iou >= MIN_CELL_IOU]
     graph = coo_matrix((np.ones(len(i)), (i, j)), shape=(len(centres),) * 2)
     return connected_components(graph, directed=False)[1]
 
