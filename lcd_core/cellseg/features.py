@@ -2,10 +2,10 @@
 
 For each tile: nuclei (:func:`~lcd_core.cellseg.nuclei.detect_nuclei`), a polygon per nucleus
 (:class:`~lcd_core.cellseg.raynet.RayNet`), crops the network judges not centred on a live
-nucleus dropped (probability < 0.5). Two nuclei are one cell (multinucleated cells, the Aurora-kinase phenotype)
-when each centre lies inside the other's polygon and the two polygons describe the same cell
-(intersection over union at least :data:`MIN_CELL_IOU`). Per-tile features, CellProfiler's
-median-per-image idea with means and spreads of the cells:
+nucleus dropped (probability < 0.5). Two nuclei are one cell (multinucleated cells, the
+Aurora-kinase phenotype) when each centre lies inside the other's polygon and the two polygons
+outline the same cell (intersection over union at least :data:`MIN_CELL_IOU`). Per-tile features,
+CellProfiler's median-per-image idea with means and spreads of the cells:
 
 * ``cs_nuclei``, ``cs_cells``: counts; ``cs_multinucleated``: fraction of cells with ≥ 2 nuclei;
 * ``cs_log_area_mean`` / ``_sd``, ``cs_log_elongation_mean`` / ``_sd``: of the cells (a cell's
