@@ -82,19 +82,23 @@ def _inside(centres: np.ndarray, rays: np.ndarray) -> np.ndarray:
     return rho < r
 
 
+def _vertices(centre: np.ndarray, rays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the vertices of the polygon of ``rays`` around ``centre`` (row, col)."""
+    return centre[0] + rays * np.sin(THETA), centre[1] + rays * np.cos(THETA)
+
+
 def _polygon_iou(centre_a: np.ndarray, rays_a: np.ndarray, centre_b: np.ndarray, rays_b: np.ndarray) -> float:
     """Intersection over union of two star-convex polygons, rasterized at 1 px."""
     from skimage.draw import polygon
 
-    pts = [(c[0] + r * np.sin(THETA), c[1] + r * np.cos(THETA)) for c, r in ((centre_a, rays_a), (centre_b, rays_b))]
-    lo = np.floor([min(p[0].min() for p in pts), min(p[1].min() for p in pts)])
-    shape = tuple((np.ceil([max(p[0].max() for p in pts), max(p[1].max() for p in pts)]) - lo + 1).astype(int))
-    masks = []
-    for ys, xs in pts:
-        m = np.zeros(shape, bool)
-        m[polygon(ys - lo[0], xs - lo[1], shape)] = True
-        masks.append(m)
-    return float((masks[0] & masks[1]).sum() / max((masks[0] | masks[1]).sum(), 1))
+    (ya, xa), (yb, xb) = _vertices(centre_a, rays_a), _vertices(centre_b, rays_b)
+    ys, xs = np.concatenate([ya, yb]), np.concatenate([xa, xb])
+    top, left = np.floor(ys.min()), np.floor(xs.min())
+    shape = (int(np.ceil(ys.max()) - top) + 1, int(np.ceil(xs.max()) - left) + 1)
+    a, b = np.zeros(shape, bool), np.zeros(shape, bool)
+    a[polygon(ya - top, xa - left, shape)] = True
+    b[polygon(yb - top, xb - left, shape)] = True
+    return float((a & b).sum() / max((a | b).sum(), 1))
 
 
 def _group(centres: np.ndarray, rays: np.ndarray) -> np.ndarray:
@@ -137,9 +141,8 @@ def _confluency(seg: SegmentedTile, shape: tuple[int, int]) -> float:
     from skimage.draw import polygon
 
     mask = np.zeros(shape, bool)
-    for (y, x), r in zip(seg.centres, seg.rays):
-        rr, cc = polygon(y + r * np.sin(THETA), x + r * np.cos(THETA), shape)
-        mask[rr, cc] = True
+    for centre, rays in zip(seg.centres, seg.rays):
+        mask[polygon(*_vertices(centre, rays), shape)] = True
     return float(mask.mean())
 
 
