@@ -6,6 +6,9 @@ import numpy as np
 import polars as pl
 import pytest
 from scipy import stats
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from lcd_core.moa import (
     MOA_CLASSES,
@@ -17,6 +20,7 @@ from lcd_core.moa import (
     confusion,
     cv_condition,
     explain_away,
+    explain_away_readings,
     fit_condition_probe,
     mcnemar,
     metrics,
@@ -152,9 +156,11 @@ def test_mixed_compound_flagged_as_polypharmacology(result):
     # the explain-away reading finds the same pair, and no single-MoA compound at all
     assert mix["stable_residual"].all() and mix["stable_residual_pair"][0] == "|".join(sorted((A, B)))
     assert set(pp.filter(pl.col("stable_residual"))["compound"]) == {"MIX"}
-    # residual columns come with every per-condition row that has probabilities
+    # the residual is read at every high-dose row that has probabilities, and only there
     ok = result.per_condition.filter(pl.col("status") == "ok")
-    assert ok["residual_moa"].null_count() == 0 and ok["p_residual_dmso"].is_between(0, 1).all()
+    high = ok.filter(pl.col("dose").is_in(["10uM", "1uM"]))
+    assert high["residual_moa"].null_count() == 0 and high["p_residual_dmso"].is_between(0, 1).all()
+    assert ok.filter(~pl.col("dose").is_in(["10uM", "1uM"]))["residual_moa"].null_count() == ok.height - high.height
 
 
 class _Recorder:
@@ -175,6 +181,44 @@ def test_explain_away_hand_values():
     assert a == pytest.approx(1.5) and rec.seen[0] == pytest.approx([1.0, 3.0]) and p[-1] == 1.0
     _, a = explain_away(rec, centroids, np.array([0.0, 1.0]), A)  # opposite to A: nothing removed
     assert a == 0.0 and rec.seen[0] == pytest.approx([0.0, 1.0])
+
+
+def test_explain_away_measures_the_share_in_the_probes_scaling():
+    """A feature on a 100× larger scale does not decide the top MoA's share alone."""
+    rec = _Recorder()
+    centroids = {"DMSO": np.zeros(2), A: np.array([2.0, 100.0])}
+    x = np.array([4.0, 100.0])
+    # in units of (1, 100): μ = (2, 1), x − d = (4, 1), a = (8 + 1) / (4 + 1) = 1.8
+    _, a = explain_away(rec, centroids, x, A, scale=np.array([1.0, 100.0]))
+    assert a == pytest.approx(1.8) and rec.seen[0] == pytest.approx([4.0 - 3.6, 100.0 - 180.0])
+    # raw units: the large feature decides, a ≈ 1
+    _, raw = explain_away(rec, centroids, x, A)
+    assert raw == pytest.approx(10008 / 10004)
+    # a probe pipeline's StandardScaler (here per-feature SD 1 and 100) is the default scale
+    pipe = make_pipeline(StandardScaler(), LogisticRegression()).fit(
+        np.array([[-1.0, -100.0], [1.0, 100.0]] * 2), ["DMSO", A] * 2)
+    _, a = explain_away(pipe, centroids, x, A)
+    assert a == pytest.approx(1.8)
+
+
+def test_readings_pool_the_high_doses(screen):
+    """B's compounds are inactive at 1 µM, so 1 µM's own probe has no B class; the reading probe of
+    the timepoint, pooled over 1 and 10 µM, still names B in MIX (A + B) there."""
+    profiles, activity, holdout = screen
+    is_b = pl.col("compound").str.starts_with(B[:4].upper()) & (pl.col("dose") == "1uM")
+    activity = activity.with_columns(active=pl.when(is_b).then(False).otherwise(pl.col("active")))
+    res = classify_moa(profiles, activity, holdout_compounds=holdout, seed=0)
+    at_1uM = res.per_condition.filter(pl.col("dose") == "1uM")
+    assert (at_1uM[f"p_{B}"].fill_null(0) == 0).all()  # the condition's probe never saw B
+    mix = res.polypharmacology.filter((pl.col("compound") == "MIX") & (pl.col("dose") == "1uM"))
+    assert mix["residual_moa"].to_list() == [B, B] and mix["p_residual_moa"].max() >= 0.5
+    pp = res.polypharmacology.filter(pl.col("stable_residual"))
+    assert set(pp["compound"]) == {"MIX"} and pp["stable_residual_pair"][0] == "|".join(sorted((A, B)))
+    # readings are a function of the table: re-reading replaces the columns, never duplicates them
+    again = explain_away_readings(res.per_condition, profiles, activity, holdout_compounds=holdout)
+    assert again.columns == res.per_condition.columns
+    cols = ["residual_moa", "p_residual_moa"]
+    assert again.select(cols).equals(res.per_condition.select(cols))
 
 
 def test_explain_away_finds_the_second_moa_the_softmax_ranks_third():

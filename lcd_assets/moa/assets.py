@@ -79,15 +79,16 @@ def moa_probes(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.Materializ
     group_name=GROUP,
     kinds={"duckdb"},
     pool=WAREHOUSE_POOL,
-    deps=["moa_probes"],
+    deps=["moa_probes", "normalized_profiles", "activity"],
     automation_condition=dg.AutomationCondition.eager(),
     description=(
         "Each compound's MoA over the whole dose × time landscape: per-condition softmax outputs "
         "averaged with weights max(mAP-ES, 0), adding doses one at a time (`mode = incremental`, "
         "`step` = doses included), next to each dose alone (`mode = single`); top-2 MoAs; holdout "
         "or CV. Tables `moa_predictions` and `moa_polypharmacology` (top-2 per condition and "
-        "the explain-away second MoA; flags `stable_top2` and `stable_residual` over the high "
-        "doses, scored against the planted two-MoA compounds on a synthetic screen)."
+        "the explain-away second MoA, read at the two highest doses by a probe per timepoint pooled "
+        "over them; flags `stable_top2` and `stable_residual` over the high doses, scored against "
+        "the planted two-MoA compounds on a synthetic screen)."
     ),
 )
 def moa_predictions(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.MaterializeResult:
@@ -95,7 +96,13 @@ def moa_predictions(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.Mater
     per_condition = wh.query("SELECT * FROM moa_probe_results")
     activity = wh.query("SELECT * FROM activity")
     predictions = moa.aggregate_incremental(per_condition, activity)
-    poly = moa.polypharmacology(per_condition)
+    high = moa.high_dose_keys(per_condition)
+    conditions = per_condition.filter(pl.col("dose").is_in(high)).select("dose", "timepoint").unique()
+    profiles = pl.concat([wh.read_parquet_partition("normalized_profiles", {"dose": d, "timepoint": t}).drop(
+        ["dose", "timepoint"], strict=False) for d, t in sorted(conditions.iter_rows())], how="diagonal_relaxed")
+    per_condition = moa.explain_away_readings(per_condition, profiles, activity, high_doses=high,
+                                              holdout_compounds=holdout_compounds(lcd))
+    poly = moa.polypharmacology(per_condition, high_doses=high)
     wh.replace_table("moa_predictions", predictions)
     wh.replace_table("moa_polypharmacology", poly)
     flagged = poly.filter(pl.col("stable_top2") | pl.col("stable_residual")).select(
