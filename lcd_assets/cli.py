@@ -41,9 +41,14 @@ def cmd_inspect(args) -> int:
 def cmd_synth(args) -> int:
     from lcd_core.synth import generate_screen
 
-    res = generate_screen(Path(args.out), preset=args.preset, seed=args.seed)
+    res = generate_screen(Path(args.out), preset=args.preset, seed=args.seed, **_overrides(args))
     print(f"wrote synthetic screen {args.preset!r} (seed {args.seed}) to {args.out}: {res}")
     return 0
+
+
+def _overrides(args) -> dict:
+    """Screen design knobs given on the command line (the preset's values otherwise)."""
+    return {} if args.polypharmacology is None else {"n_polypharmacology": args.polypharmacology}
 
 
 def cmd_demo(args) -> int:
@@ -51,7 +56,7 @@ def cmd_demo(args) -> int:
 
     home = _home(args)
     print(f"LCD_HOME={home}")
-    res = run_demo(home, preset=args.preset, seed=args.seed, checkpoint=args.checkpoint)
+    res = run_demo(home, preset=args.preset, seed=args.seed, checkpoint=args.checkpoint, overrides=_overrides(args))
     print("\n== lcd demo summary ==")
     for k, v in res.counts.items():
         print(f"  {k:18s} {v:>8d} rows")
@@ -150,12 +155,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("out")
     s.add_argument("--preset", default="demo", choices=["demo", "small"])
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--polypharmacology", type=int, metavar="N",
+                   help="planted two-MoA compounds, 0-3 (default: the preset's, 1)")
     s.set_defaults(func=cmd_synth)
 
     s = sub.add_parser("demo", help="a synthetic screen end to end through Dagster")
     s.add_argument("--preset", default="demo", choices=["demo", "small"])
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--checkpoint", help="model folder that embeds the tiles (e.g. ssl-pa_dino_barlow_xb)")
+    s.add_argument("--polypharmacology", type=int, metavar="N",
+                   help="planted two-MoA compounds, 0-3 (default: the preset's, 1); a validation screen "
+                        "for the polypharmacology readings, e.g. --seed 1 --polypharmacology 3")
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("pretrain", help="pre-train the ablation variants on an acquired screen, then the ablation")

@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,13 +121,15 @@ def run_demo(
     log: Callable[[str], None] = print,
     instance: dg.DagsterInstance | None = None,
     checkpoint: str | None = None,
+    overrides: Mapping[str, object] | None = None,
 ) -> DemoResult:
     """Generate a synthetic screen into ``home`` and materialize every asset of every partition.
 
     Re-running replaces: the inbox, metadata and ground truth are regenerated, partitions of plates
     that disappeared are removed, and every partition write replaces its previous rows.
     ``checkpoint`` names the model folder that embeds the tiles (default: the untrained ViT;
-    ``ssl-<variant>`` after ``lcd pretrain``).
+    ``ssl-<variant>`` after ``lcd pretrain``). ``overrides``: screen design knobs
+    (:class:`lcd_core.synth.design.ScreenSpec` fields, e.g. ``{"n_polypharmacology": 3}``).
     """
     from lcd_core.synth import generate_screen
 
@@ -138,9 +140,10 @@ def run_demo(
     t0 = time.perf_counter()
     for sub in ("inbox", "metadata", "truth"):
         shutil.rmtree(home / sub, ignore_errors=True)
-    generate_screen(home, preset=preset, seed=seed)
+    generate_screen(home, preset=preset, seed=seed, **dict(overrides or {}))
     result.seconds["generate"] = time.perf_counter() - t0
-    log(f"generated preset {preset!r} (seed {seed}) in {result.seconds['generate']:.1f} s")
+    log(f"generated preset {preset!r} (seed {seed}{', ' + str(dict(overrides)) if overrides else ''}) "
+        f"in {result.seconds['generate']:.1f} s")
 
     screen = load_screen(home / "metadata")
     measurements = catalog(home / "inbox", screen)

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from lcd_assets.cli import main
 
@@ -67,3 +68,14 @@ def test_pretrain_before_acquisition_fails_clearly(lcd_home, capsys, monkeypatch
     assert code == 1
     assert "FAILED: tile_bank" in out and "FAILED: pretraining[dino]" in out
     assert not (lcd_home / "models" / "ssl-dino").exists()
+
+
+def test_synth_plants_the_asked_two_moa_compounds(tmp_path, capsys):
+    """`lcd synth --polypharmacology 3` writes a validation screen with all three planted pairs."""
+    assert main(["synth", str(tmp_path), "--preset", "small", "--seed", "1", "--polypharmacology", "3"]) == 0
+    truth = pl.read_parquet(tmp_path / "truth" / "compounds.parquet").filter(pl.col("moa_secondary") != "")
+    assert sorted(truth["compound"]) == ["POLY-AURK-JAK", "POLY-HDAC-TUBB", "POLY-HSP-TOPO"]
+    listed = pl.read_csv(tmp_path / "metadata" / "compounds.csv")["compound"].to_list()
+    assert set(truth["compound"]) <= set(listed)
+    with pytest.raises(ValueError, match="n_polypharmacology must be 0..3"):
+        main(["synth", str(tmp_path / "bad"), "--preset", "small", "--polypharmacology", "4"])
