@@ -370,15 +370,15 @@ def explain_away_readings(
     dose) by the probe of all. A timepoint whose pool cannot carry a probe (see
     :func:`fit_condition_probe`) gets no readings. Existing residual columns are replaced.
 
-    Measured against the planted two-MoA compounds of two synthetic screens (the demo, seed 0,
-    one; seed 1 with all three, a screen not looked at while choosing the method), recovered /
-    false flags of ``stable_residual``: condition probes with the share in raw units → condition
+    Measured against the planted two-MoA compounds of three synthetic screens (the demo, seed 0,
+    one; seeds 1 and 2 with all three, screens not looked at while choosing the method), recovered
+    / false flags of ``stable_residual``: condition probes with the share in raw units → condition
     probes with the scaled share (:func:`explain_away`) → pooled probes with the scaled share:
 
-    * handcrafted features: 0/4; 0 → 0/4; 0 → 2/4; 1 (HSP-1, read as tubulin + ATPase);
-    * cell segmentation alone: 1/4; 0 → 0/4; 0 → 1/4; 0;
-    * ground-truth morphology: 1/4; 1 → 2/4; 0 → 2/4; 0;
-    * untrained ViT: 0/4; 0 throughout.
+    * handcrafted features: 0/7; 0 → 0/7; 0 → 2/7; 1 (HSP-1, read as tubulin + ATPase);
+    * cell segmentation alone: 1/7; 0 → 0/7; 0 → 1/7; 0;
+    * ground-truth morphology: 2/7; 1 → 3/7; 0 → 3/7; 0;
+    * untrained ViT: 0/7; 0 throughout.
 
     Parameters
     ----------
