@@ -160,7 +160,7 @@ def run_demo(
         _run_job(defs, instance, result, log, job_name, partition_key, tags)
 
     t0 = time.perf_counter()
-    log("setup: plate maps, ViT checkpoint, cell segmentation network (trained once, about 17 min on 2 CPU cores)")
+    log("setup: plate maps, ViT checkpoint, cell segmentation network (trained once, 11 to 18 min on 2 CPU cores)")
     run("setup")
     result.seconds["setup"] = time.perf_counter() - t0
     t0 = time.perf_counter()
