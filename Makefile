@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PIP) install -qq --disable-pip-version-check "torch==2.13.0"
 	$(PIP) install -qq --disable-pip-version-check -c constraints.txt -e ".[test]"
-	$(PY) -c "import lcd_core.vit, lcd_assets.definitions"
+	$(PY) -c "import lcd_core.embedding.vit, lcd_assets.definitions"
 	touch $(STAMP)
 
 demo: install

@@ -9,7 +9,7 @@ per-plate offsets and planted compound effects growing with dose (half of the co
 
 What is timed
 -------------
-* **ours**: ``lcd_core.activity.compute_activity`` end to end — every compound × dose ×
+* **ours**: ``lcd_core.profiling.activity.compute_activity`` end to end — every compound × dose ×
   timepoint with ``--n-draws`` (1000) draws, the matched nulls, Cohen's d, the tables.
 * **copairs**: the same APs — identical query / positive / negative sets, re-drawn with the same
   seeded generators — computed by copairs 0.5's own pipeline stages: ``compute.get_similarity_fn
@@ -35,8 +35,8 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lcd_core.activity import _condition_n_neg, _rng, compute_activity, draw_sets  # noqa: E402
-from lcd_core.profiles import feature_columns, to_cytomining  # noqa: E402
+from lcd_core.profiling.activity import _condition_n_neg, _rng, compute_activity, draw_sets  # noqa: E402
+from lcd_core.profiling.profiles import feature_columns, to_cytomining  # noqa: E402
 
 
 def synth_profiles(seed: int = 0, d: int = 384) -> pl.DataFrame:
@@ -71,7 +71,7 @@ def synth_profiles(seed: int = 0, d: int = 384) -> pl.DataFrame:
 def read_home(home: Path, method: str) -> pl.DataFrame:
     """Normalized well profiles of a materialized screen, as the activity asset builds them:
     FOV rows of each timepoint normalized together, then averaged into wells."""
-    from lcd_core.normalize import normalize_to_wells
+    from lcd_core.profiling.normalize import normalize_to_wells
 
     f = pl.read_parquet(str(home / "parquet" / "fov_embeddings" / "**" / "*.parquet"),
                         hive_partitioning=False)
@@ -97,7 +97,7 @@ def redraw(profiles: pl.DataFrame, n_draws: int, seed: int):
 
 
 def _cols():
-    from lcd_core.activity import ActivityColumns
+    from lcd_core.profiling.activity import ActivityColumns
 
     return ActivityColumns()
 

@@ -5,7 +5,7 @@
 Prints, in one run:
 
 a. the bf16 and fp32 GEMM peak (square matmuls, best of several);
-b. ViT-S/16 embedding throughput through ``lcd_core.embed.embed_tiles`` (tiles/s) for the auto
+b. ViT-S/16 embedding throughput through ``lcd_core.embedding.inference.embed_tiles`` (tiles/s) for the auto
    dtype (and fp32 / other batch sizes in the full run), and its ratio to the bf16 roofline using
    9.2 GFLOP per 224-px tile, next to the FLOPs counted by ``FlopCounterMode``;
 c. tiling throughput (``tile_fov`` on synthetic 3-plane uint16 stacks: ``--size``² with binning 1
@@ -33,9 +33,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lcd_core.embed import cpu_has_native_bf16, embed_tiles, resolve_device, resolve_dtype  # noqa: E402
-from lcd_core.tiles import TileConfig, tile_fov  # noqa: E402
-from lcd_core.vit import create_vit  # noqa: E402
+from lcd_core.embedding.inference import cpu_has_native_bf16, embed_tiles, resolve_device, resolve_dtype  # noqa: E402
+from lcd_core.tiles.tiling import TileConfig, tile_fov  # noqa: E402
+from lcd_core.embedding.vit import create_vit  # noqa: E402
 
 GFLOP_PER_TILE_224 = 9.2  # ViT-S/16 forward at 224 px (multiply-add = 2 FLOP), as in the brief
 
@@ -169,7 +169,7 @@ def streamed_memory(model, n_tiles: int, batch_size: int, dtype: str) -> dict:
     th.start()
     t = time.perf_counter()
     n = 0
-    from lcd_core.embed import embed_batches
+    from lcd_core.embedding.inference import embed_batches
 
     for out in embed_batches(model, source(), batch_size=batch_size, dtype=dtype, total=n_tiles):
         n += len(out)
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--compile", action="store_true", help="also time torch.compile (≈30 s extra)")
     ap.add_argument("--size", type=int, default=1080, help="synthetic FOV size for binning=1 (default 1080)")
     ap.add_argument("--fovs", type=int, default=None, help="synthetic FOVs per tiling case")
-    ap.add_argument("--batch-size", type=int, default=None, help="default: lcd_core.embed's CPU/CUDA default")
+    ap.add_argument("--batch-size", type=int, default=None, help="default: lcd_core.embedding.inference's CPU/CUDA default")
     args = ap.parse_args(argv)
     q = args.quick
     t_start = time.perf_counter()
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     model = create_vit(seed=0)
     counted = count_flops(model)
     rows.append(("(b) ViT-S/16 FLOPs per 224 tile: FlopCounterMode", f"{counted:8.2f} GFLOP (nominal {GFLOP_PER_TILE_224})"))
-    from lcd_core.embed import DEFAULT_BATCH_CPU, DEFAULT_BATCH_CUDA
+    from lcd_core.embedding.inference import DEFAULT_BATCH_CPU, DEFAULT_BATCH_CUDA
 
     bs = args.batch_size or (DEFAULT_BATCH_CUDA if dev.type == "cuda" else DEFAULT_BATCH_CPU)
     n = 4 * bs if q else 8 * bs

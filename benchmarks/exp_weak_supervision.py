@@ -41,12 +41,12 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lcd_core import moa  # noqa: E402
-from lcd_core.activity import compute_activity  # noqa: E402
-from lcd_core.embed import aggregate_embeddings  # noqa: E402
-from lcd_core.evaluation import polypharmacology_against_truth  # noqa: E402
+from lcd_core.profiling.activity import compute_activity  # noqa: E402
+from lcd_core.embedding.inference import aggregate_embeddings  # noqa: E402
+from lcd_core.ground_truth import polypharmacology_against_truth  # noqa: E402
 from lcd_core.keys import parse_dose_key  # noqa: E402
-from lcd_core.normalize import normalize  # noqa: E402
-from lcd_core.profiles import to_cytomining  # noqa: E402
+from lcd_core.profiling.normalize import normalize  # noqa: E402
+from lcd_core.profiling.profiles import to_cytomining  # noqa: E402
 
 WELL_KEYS = ["plate", "timepoint", "well", "replica", "layout", "dose", "compound", "moa", "role"]
 

@@ -26,8 +26,8 @@ def _home(args) -> Path:
 
 
 def cmd_inspect(args) -> int:
-    from lcd_core.inspect import describe, format_text
-    from lcd_core.phenix import PhenixError, read_index
+    from lcd_core.io.describe import describe, format_text
+    from lcd_core.io.phenix import PhenixError, read_index
 
     try:
         d = describe(read_index(Path(args.path)))
@@ -110,7 +110,7 @@ def cmd_ui(args) -> int:
 def cmd_sql(args) -> int:
     import polars as pl
 
-    from lcd_core.warehouse import Warehouse
+    from lcd_core.io.warehouse import Warehouse
 
     df = Warehouse(_home(args)).query(args.query)
     with pl.Config(tbl_rows=args.rows, tbl_cols=20, fmt_str_lengths=40):
@@ -121,7 +121,7 @@ def cmd_sql(args) -> int:
 def cmd_export(args) -> int:
     import polars as pl
 
-    from lcd_core.warehouse import Warehouse
+    from lcd_core.io.warehouse import Warehouse
 
     wh = Warehouse(_home(args))
     root = wh.parquet_root / args.dataset

@@ -21,9 +21,9 @@ from lcd_assets.partitions import (
     timepoint_partitions,
 )
 from lcd_assets.resources import CELL_SEGMENTATION_MODEL, resources_for_env
-from lcd_core.inbox import catalog
-from lcd_core.platemap import load_screen
-from lcd_core.warehouse import Warehouse
+from lcd_core.io.inbox import catalog
+from lcd_core.io.platemap import load_screen
+from lcd_core.io.warehouse import Warehouse
 
 INSTANCE_YAML = Path(__file__).resolve().parents[1] / "dagster.yaml"
 FALLBACK_YAML = """concurrency:
@@ -245,7 +245,7 @@ def science_summary(home: Path) -> list[str]:
     """Headline figures of a finished demo, scored against the screen's ground truth."""
     import polars as pl
 
-    from lcd_core.evaluation import activity_against_truth
+    from lcd_core.ground_truth import activity_against_truth
 
     wh = Warehouse(home)
     lines = []

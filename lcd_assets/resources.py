@@ -11,10 +11,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from lcd_core.cellseg.train import LARGE_CELL_SHARE, NUCLEUS_WEIGHT
-from lcd_core.platemap import Screen, load_screen
-from lcd_core.tiles import TileConfig
-from lcd_core.warehouse import Warehouse
+from lcd_core.cells.train import LARGE_CELL_SHARE, NUCLEUS_WEIGHT
+from lcd_core.io.platemap import Screen, load_screen
+from lcd_core.tiles.tiling import TileConfig
+from lcd_core.io.warehouse import Warehouse
 
 DEFAULT_HOME = "~/.lcd"
 WAREHOUSE_POOL = "duckdb_warehouse"
@@ -66,7 +66,7 @@ CELL_SEGMENTATION_MODEL = "cellseg-raynet"
 
 
 class SegmentationSettings(dg.ConfigurableResource):
-    """Training of the cell segmentation network (``lcd_core.cellseg.train.fit_segmentation``):
+    """Training of the cell segmentation network (``lcd_core.cells.train.fit_segmentation``):
     ``n_fovs`` annotated FOVs rendered with random morphologies (about 20 labelled crops each),
     ``large_share`` of them in the large-cell regime (``random_phenotype``), ``epochs`` over them
     with the nucleus's rays weighted ``nucleus_weight`` against the cell's, the whole segmentation

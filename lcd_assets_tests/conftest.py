@@ -30,8 +30,8 @@ def small_screen(tmp_path_factory) -> Path:
 def segmentation_dir(tmp_path_factory) -> Path:
     """The :data:`TEST_SEGMENTATION` network, trained once; the ``segmentation_model`` asset of
     every test home finds it with the same settings and reuses it."""
-    from lcd_core.cellseg import save_raynet
-    from lcd_core.cellseg.train import fit_segmentation
+    from lcd_core.cells import save_raynet
+    from lcd_core.cells.train import fit_segmentation
 
     net, record = fit_segmentation(**TEST_SEGMENTATION.training())
     return save_raynet(net, tmp_path_factory.mktemp("segmentation") / CELL_SEGMENTATION_MODEL, record).parent

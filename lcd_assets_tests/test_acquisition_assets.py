@@ -10,7 +10,7 @@ import pytest
 
 from lcd_assets.partitions import condition_key, measurement_key
 from lcd_assets_tests.conftest import add_partitions, run_job
-from lcd_core.warehouse import Warehouse
+from lcd_core.io.warehouse import Warehouse
 
 PLATE, TP = "R01-L01", "04h"
 
@@ -58,7 +58,7 @@ def test_partition_materializes_every_table_with_lineage(ingested, lcd_home):
 
 
 def test_kept_tiles_are_decoded_once_for_embeddings_and_features(defs, instance, lcd_home, monkeypatch):
-    import lcd_core.acquisition as acq
+    import lcd_core.tiles.partition as acq
 
     passes = []
     real = acq.iter_kept_tiles
@@ -152,9 +152,9 @@ def test_missing_file_fails_the_blocking_index_check(defs, instance, lcd_home):
 
 
 def _is_20h(folder) -> bool:
-    from lcd_core.inbox import resolve_timepoints
-    from lcd_core.phenix import read_index
-    from lcd_core.platemap import load_screen
+    from lcd_core.io.inbox import resolve_timepoints
+    from lcd_core.io.phenix import read_index
+    from lcd_core.io.platemap import load_screen
 
     screen = load_screen(folder.parents[1] / "metadata")
     return any(mt.timepoint == "20h" for mt in resolve_timepoints(read_index(folder), screen))
@@ -185,7 +185,7 @@ def test_condition_profiles_gather_the_plates_of_a_dose(defs, instance, lcd_home
 
 
 def test_cell_segmentation_rows_per_fov_and_per_nucleus(ingested, lcd_home):
-    from lcd_core.cellseg import CELL_FEATURE_NAMES, N_RAYS
+    from lcd_core.cells import CELL_FEATURE_NAMES, N_RAYS
 
     wh = Warehouse(lcd_home)
     kept_fovs = wh.query("SELECT count(DISTINCT (well, field)) AS n FROM tiles WHERE kept")["n"][0]

@@ -1,4 +1,4 @@
-"""mAP / mAP-ES (lcd_core.activity, lcd_core.map_kernel): copairs agreement, draw rules, ES."""
+"""mAP / mAP-ES (lcd_core.profiling.activity, lcd_core.profiling.average_precision): copairs agreement, draw rules, ES."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from lcd_core.activity import (
+from lcd_core.profiling.activity import (
     ActivityColumns,
     compute_activity,
     draw_sets,
     null_distribution,
     sensitivity,
 )
-from lcd_core.map_kernel import average_precision, cohens_d, cosine_similarity_matrix, map_es
+from lcd_core.profiling.average_precision import average_precision, cohens_d, cosine_similarity_matrix, map_es
 
 
 def make_screen(
@@ -286,7 +286,7 @@ def test_custom_columns():
 
 def test_batched_draws_equal_single_draws():
     """compute_activity draws all sets of a condition at once; each equals its lone draw_sets."""
-    from lcd_core.activity import _ConditionIndex, _draw_planned, _plan
+    from lcd_core.profiling.activity import _ConditionIndex, _draw_planned, _plan
 
     df = make_screen(seed=12, n_dmso=9)
     sub = df.filter(pl.col("Metadata_dose") == "10uM")

@@ -10,7 +10,7 @@ import pytest
 from lcd_assets.definitions import build_definitions
 from lcd_assets.partitions import condition_key, measurement_key
 from lcd_assets_tests.conftest import add_partitions, local_resources, new_home, run_job
-from lcd_core.warehouse import Warehouse
+from lcd_core.io.warehouse import Warehouse
 
 PLATES = ["R01-L01", "R01-L02", "R02-L01", "R02-L02"]  # R01: 0.625 µM, R02: 10 µM
 TP = "04h"
@@ -119,8 +119,8 @@ def test_moa_assets_predict_every_compound_and_score_them(analysed):
 
 def test_handcrafted_baseline_runs_the_same_steps_and_is_compared_with_the_vit(analysed):
     from lcd_assets.handcrafted.assets import CELL_SEGMENTATION, TRUTH_MORPHOLOGY
-    from lcd_core.cellseg import CELL_FEATURE_NAMES
-    from lcd_core.handcrafted import FEATURE_NAMES
+    from lcd_core.cells import CELL_FEATURE_NAMES
+    from lcd_core.handcrafted.features import FEATURE_NAMES
 
     home, _, _, _, summary = analysed
     wh = Warehouse(home)
@@ -161,7 +161,7 @@ def test_handcrafted_profiles_join_the_cell_features_only_when_every_fov_has_the
 
     from lcd_assets.handcrafted.assets import _fov_profiles
     from lcd_assets.resources import LcdHome
-    from lcd_core.cellseg import CELL_FEATURE_NAMES
+    from lcd_core.cells import CELL_FEATURE_NAMES
 
     home = analysed[0]
     lcd = LcdHome(home=str(home))

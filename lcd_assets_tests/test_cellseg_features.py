@@ -1,12 +1,12 @@
-"""Per-tile cell features from the segmented nuclei (lcd_core.cellseg.features)."""
+"""Per-tile cell features from the segmented nuclei (lcd_core.cells.features)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from lcd_core.cellseg import CELL_FEATURE_NAMES, load_raynet
-from lcd_core.cellseg.features import (
+from lcd_core.cells import CELL_FEATURE_NAMES, load_raynet
+from lcd_core.cells.features import (
     SegmentedTile,
     _group,
     _polygon_iou,
@@ -14,8 +14,8 @@ from lcd_core.cellseg.features import (
     tile_cell_features,
     tiles_cell_features,
 )
-from lcd_core.cellseg.raynet import N_RAYS, polygon_shape
-from lcd_core.cellseg.train import rays_to_ellipse, render_annotated_fov
+from lcd_core.cells.raynet import N_RAYS, polygon_shape
+from lcd_core.cells.train import rays_to_ellipse, render_annotated_fov
 
 
 def _tile(centres, radii, detected=None) -> SegmentedTile:

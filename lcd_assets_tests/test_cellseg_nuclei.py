@@ -1,4 +1,4 @@
-"""Nuclei from the transport-of-intensity phase (lcd_core.cellseg.nuclei)."""
+"""Nuclei from the transport-of-intensity phase (lcd_core.cells.nuclei)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from lcd_core.cellseg.nuclei import detect_nuclei, tie_phase
-from lcd_core.cellseg.train import _live_nuclei, render_annotated_fov
+from lcd_core.cells.nuclei import detect_nuclei, tie_phase
+from lcd_core.cells.train import _live_nuclei, render_annotated_fov
 
 
 def _tie_stack(phase: np.ndarray, k: float = 0.5) -> np.ndarray:

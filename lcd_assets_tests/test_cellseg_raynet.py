@@ -1,4 +1,4 @@
-"""Star-convex cell polygons: crops, geometry, the network and its files (lcd_core.cellseg.raynet)."""
+"""Star-convex cell polygons: crops, geometry, the network and its files (lcd_core.cells.raynet)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from lcd_core.cellseg.raynet import (
+from lcd_core.cells.raynet import (
     CROP_PX,
     DOWNSAMPLE,
     N_RAYS,
@@ -18,7 +18,7 @@ from lcd_core.cellseg.raynet import (
     polygon_shape,
     save_raynet,
 )
-from lcd_core.cellseg.train import rays_to_ellipse
+from lcd_core.cells.train import rays_to_ellipse
 
 
 @pytest.mark.parametrize(("a", "b", "angle", "offset", "tol"), [

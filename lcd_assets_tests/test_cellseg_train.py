@@ -1,4 +1,4 @@
-"""The annotation set, training and validation of the cell polygons (lcd_core.cellseg.train)."""
+"""The annotation set, training and validation of the cell polygons (lcd_core.cells.train)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from lcd_core.cellseg.raynet import N_RAYS
-from lcd_core.cellseg.train import (
+from lcd_core.cells.raynet import N_RAYS
+from lcd_core.cells.train import (
     annotation_set,
     random_phenotype,
     rays_to_ellipse,
@@ -94,7 +94,7 @@ def test_annotation_set_fields():
 
 
 def test_dead_cells_are_negatives_even_beyond_the_negative_quota(monkeypatch):
-    import lcd_core.cellseg.train as train
+    import lcd_core.cells.train as train
     from lcd_core.synth.cells import Phenotype
 
     monkeypatch.setattr(train, "random_phenotype", lambda rng, large_cells=False: Phenotype(growth=1.0, death=0.9))

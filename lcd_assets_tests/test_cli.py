@@ -36,7 +36,7 @@ def test_inspect_bad_path_is_a_clear_error(tmp_path, capsys):
 
 
 def test_sql_queries_the_warehouse(tmp_path, capsys):
-    from lcd_core.warehouse import Warehouse
+    from lcd_core.io.warehouse import Warehouse
 
     Warehouse(tmp_path).replace_table("plates", pl.DataFrame({"plate": ["R01-L01", "R02-L01"]}))
     assert main(["--home", str(tmp_path), "sql", "SELECT count(*) AS n FROM plates"]) == 0

@@ -1,4 +1,4 @@
-"""lcd_core.embed: batch inference (shape, dtype tolerance, streaming) and aggregation."""
+"""lcd_core.embedding.inference: batch inference (shape, dtype tolerance, streaming) and aggregation."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 import torch
 
-from lcd_core.embed import aggregate_embeddings, embed_batches, embed_tiles, resolve_dtype
-from lcd_core.vit import create_vit
+from lcd_core.embedding.inference import aggregate_embeddings, embed_batches, embed_tiles, resolve_dtype
+from lcd_core.embedding.vit import create_vit
 
 
 @pytest.fixture(scope="module")

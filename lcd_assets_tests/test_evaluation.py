@@ -1,4 +1,4 @@
-"""Scores against the synthetic ground truth (lcd_core.evaluation)."""
+"""Scores against the synthetic ground truth (lcd_core.ground_truth)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import polars as pl
 import pytest
 
-from lcd_core.evaluation import TRUTH_MORPHOLOGY_FEATURES, polypharmacology_against_truth, truth_morphology
+from lcd_core.ground_truth import TRUTH_MORPHOLOGY_FEATURES, polypharmacology_against_truth, truth_morphology
 
 
 def test_polypharmacology_against_truth_counts_each_reading():

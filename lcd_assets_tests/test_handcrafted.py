@@ -1,11 +1,11 @@
-"""Handcrafted tile features (lcd_core.handcrafted): shape, errors, and that they measure what they name."""
+"""Handcrafted tile features (lcd_core.handcrafted.features): shape, errors, and that they measure what they name."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from lcd_core.handcrafted import FEATURE_NAMES, N_FEATURES, tile_features, tiles_features
+from lcd_core.handcrafted.features import FEATURE_NAMES, N_FEATURES, tile_features, tiles_features
 
 T = 224
 

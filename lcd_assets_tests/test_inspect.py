@@ -1,4 +1,4 @@
-"""Tests of lcd_core.inspect on the real Harmony exports and on a written one."""
+"""Tests of lcd_core.io.describe on the real Harmony exports and on a written one."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lcd_core.inspect import MAX_LISTED, _ints, describe, format_text
-from lcd_core.phenix import Channel, ImageRecord, read_index, write_measurement
+from lcd_core.io.describe import MAX_LISTED, _ints, describe, format_text
+from lcd_core.io.phenix import Channel, ImageRecord, read_index, write_measurement
 
 
 def _fixtures() -> Path:

@@ -1,4 +1,4 @@
-"""Normalization (lcd_core.normalize): pycytominer agreement, batch removal, edge-case policy."""
+"""Normalization (lcd_core.profiling.normalize): pycytominer agreement, batch removal, edge-case policy."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 from sklearn.metrics import silhouette_score
 
-from lcd_core.normalize import METHODS, fastmnn, normalize, to_wells
+from lcd_core.profiling.normalize import METHODS, fastmnn, normalize, to_wells
 
 
 def make_fov_profiles(*, n_rep=2, n_lay=3, n_dmso=8, n_cmp=6, fields=2, d=20, shift=1.0,

@@ -1,4 +1,4 @@
-"""Tests of lcd_core.phenix against the real Harmony exports in shared/fixtures/phenix."""
+"""Tests of lcd_core.io.phenix against the real Harmony exports in shared/fixtures/phenix."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 import tifffile
 
-from lcd_core.phenix import (
+from lcd_core.io.phenix import (
     IMAGES_SCHEMA,
     Channel,
     ImageRecord,

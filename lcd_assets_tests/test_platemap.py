@@ -1,4 +1,4 @@
-"""Tests of lcd_core.platemap: a valid small screen, then each kind of bad metadata."""
+"""Tests of lcd_core.io.platemap: a valid small screen, then each kind of bad metadata."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any, Callable
 import polars as pl
 import pytest
 
-from lcd_core.platemap import (
+from lcd_core.io.platemap import (
     PlateMapError,
     ScreenConfig,
     load_screen,

@@ -15,8 +15,8 @@ from lcd_assets.partitions import measurement_key
 from lcd_assets.resources import EmbeddingSettings, PretrainingSettings
 from lcd_assets_tests.conftest import add_partitions, local_resources, new_home, run_job
 from lcd_core.ssl.source import TileBank
-from lcd_core.vit import load_checkpoint
-from lcd_core.warehouse import Warehouse
+from lcd_core.embedding.vit import load_checkpoint
+from lcd_core.io.warehouse import Warehouse
 
 # the small preset: R01 (0.625 µM) and R02 (10 µM), layouts L01, L02 and the holdout layout L03
 PLATES = ["R01-L01", "R01-L02", "R01-L03", "R02-L01", "R02-L02", "R02-L03"]

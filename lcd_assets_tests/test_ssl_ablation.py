@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from lcd_core.map_kernel import average_precision
+from lcd_core.profiling.average_precision import average_precision
 from lcd_core.ssl import ablation
 from lcd_core.ssl.config import CPU_PRETRAINING, cpu_default, fit_to_steps, preset_config
 from lcd_core.ssl.schedules import schedules_for

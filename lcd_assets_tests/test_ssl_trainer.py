@@ -13,7 +13,7 @@ from lcd_core.ssl.config import SSLConfig, cpu_default, gpu_default, variants
 from lcd_core.ssl.schedules import cosine_schedule, schedules_for
 from lcd_core.ssl.source import InMemoryTileSource
 from lcd_core.ssl.trainer import collapse_indicators, train
-from lcd_core.vit import load_checkpoint, normalize_input
+from lcd_core.embedding.vit import load_checkpoint, normalize_input
 
 ARCH = "vit_tiny_patch16_224"
 
@@ -65,7 +65,7 @@ def test_three_steps_checkpoint_resume_and_load(source, tmp_path):
     with pytest.raises(ValueError, match="out_dim"):
         train(cfg.replace(out_dim=64), source, steps=1, checkpoint_dir=ck)
 
-    # the teacher backbone loads with lcd_core.vit and with plain timm
+    # the teacher backbone loads with lcd_core.embedding.vit and with plain timm
     from safetensors.torch import load_file
 
     model, conf = load_checkpoint(ck)

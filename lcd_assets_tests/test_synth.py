@@ -192,7 +192,7 @@ def test_index_lists_every_tiff(screen):
         snapped = {min(screen.spec.timepoints_h, key=lambda t: abs(t - h)) for h in hours}
         assert len(snapped) == 1 and max(abs(h - snapped.copy().pop()) for h in hours) < 1.0
     try:
-        from lcd_core.phenix import read_index
+        from lcd_core.io.phenix import read_index
     except ImportError:  # pragma: no cover
         return
     m = read_index(screen.measurement_dirs[0])
@@ -400,7 +400,7 @@ def test_unknown_moa_holdout_compounds(screen):
 
 
 def test_platemap_loads_screen_with_holdout(screen):
-    from lcd_core.platemap import load_screen
+    from lcd_core.io.platemap import load_screen
 
     s = load_screen(screen.metadata_dir)
     assert sorted(s.layouts["layout"].unique()) == ["L01", "L02", "L03"]

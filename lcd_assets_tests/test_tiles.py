@@ -1,4 +1,4 @@
-"""lcd_core.tiles: grid geometry, binning, normalisation, QC rules, real-fixture sanity, previews."""
+"""lcd_core.tiles.tiling: grid geometry, binning, normalisation, QC rules, real-fixture sanity, previews."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from lcd_core.tiles import (
+from lcd_core.tiles.tiling import (
     TileConfig,
     preprocess_stack,
     qc_tile,
@@ -64,7 +64,7 @@ def test_tile_grid_centred_non_overlapping():
 def test_binning_is_mean_pooling_and_drops_partial_bins():
     rng = np.random.default_rng(0)
     raw = rng.integers(1000, 60000, (1, 9, 11), dtype=np.uint16)
-    from lcd_core.tiles import _bin
+    from lcd_core.tiles.tiling import _bin
 
     b = _bin(raw, 2)
     assert b.shape == (1, 4, 5) and b.dtype == np.float32

@@ -1,4 +1,4 @@
-"""lcd_core.vit: deterministic init, safetensors checkpoints loadable by plain timm, errors."""
+"""lcd_core.embedding.vit: deterministic init, safetensors checkpoints loadable by plain timm, errors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lcd_core._torchvision_compat import ensure_torchvision_importable
-from lcd_core.vit import (
+from lcd_core.embedding.vit import (
     create_vit,
     describe_checkpoint,
     load_checkpoint,

@@ -1,4 +1,4 @@
-"""Tests of lcd_core.warehouse against real DuckDB files and Parquet datasets in tmp_path."""
+"""Tests of lcd_core.io.warehouse against real DuckDB files and Parquet datasets in tmp_path."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from lcd_core.warehouse import Warehouse, WarehouseLockError
+from lcd_core.io.warehouse import Warehouse, WarehouseLockError
 
 P1 = {"plate": "R01-L01", "timepoint": "04h"}
 P2 = {"plate": "R01-L01", "timepoint": "08h"}

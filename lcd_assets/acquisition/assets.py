@@ -26,15 +26,15 @@ from lcd_assets.resources import (
     LcdHome,
     TilingSettings,
 )
-from lcd_core import acquisition as acq
-from lcd_core.cellseg import CELL_FEATURE_NAMES, N_CELL_FEATURES, N_RAYS, load_raynet
-from lcd_core.cellseg.features import tiles_cell_features
-from lcd_core.embed import aggregate_embeddings, embed_batches, input_size_of, resize_tiles
-from lcd_core.handcrafted import FEATURE_NAMES, N_FEATURES, tiles_features
-from lcd_core.inbox import resolve_partition
-from lcd_core.phenix import read_index
-from lcd_core.tiles import preprocess_stack, render_preview, render_tile_strip, tile_grid
-from lcd_core.vit import describe_checkpoint, load_checkpoint
+from lcd_core.tiles import partition as acq
+from lcd_core.cells import CELL_FEATURE_NAMES, N_CELL_FEATURES, N_RAYS, load_raynet
+from lcd_core.cells.features import tiles_cell_features
+from lcd_core.embedding.inference import aggregate_embeddings, embed_batches, input_size_of, resize_tiles
+from lcd_core.handcrafted.features import FEATURE_NAMES, N_FEATURES, tiles_features
+from lcd_core.io.inbox import resolve_partition
+from lcd_core.io.phenix import read_index
+from lcd_core.tiles.tiling import preprocess_stack, render_preview, render_tile_strip, tile_grid
+from lcd_core.embedding.vit import describe_checkpoint, load_checkpoint
 
 GROUP = "acquisition"
 EMBED_DIM = 384
@@ -302,7 +302,7 @@ _CELLS = dg.AssetKey("cell_features")
                 "features of every kept tile (per z-plane intensity, difference-of-Gaussians size spectrum, "
                 "edges and focus; LBP and Haralick texture; orientation (structure-tensor coherence); "
                 "dark-body, nucleus and halo object counts and areas; z-stack difference; see "
-                "`lcd_core.handcrafted`), averaged per FOV. Parquet dataset `fov_features` (view of the "
+                "`lcd_core.handcrafted.features`), averaged per FOV. Parquet dataset `fov_features` (view of the "
                 "same name). Computed in one pass over the decoded tiles with `tile_embeddings`."
             ),
         ),
@@ -315,7 +315,7 @@ _CELLS = dg.AssetKey("cell_features")
                 "nucleus, nuclei sharing a polygon as one cell. Per FOV (mean over its tiles) "
                 f"{N_CELL_FEATURES} features: nuclei and cell counts, multinucleated fraction, mean and spread of "
                 "log cell area and log elongation, roundness and round fraction, nucleus area, the fraction of "
-                "phase peaks judged not live, confluency (`lcd_core.cellseg.features`). Parquet datasets "
+                "phase peaks judged not live, confluency (`lcd_core.cells.features`). Parquet datasets "
                 "`cell_features` (per FOV) and `segmented_cells` (per live nucleus: centre, cell polygon rays, "
                 "live probability, cell area and elongation, nucleus area); views of the same names. Same pass "
                 "over the decoded tiles."

@@ -13,8 +13,8 @@ from lcd_assets.partitions import (
     timepoint_partitions,
 )
 from lcd_assets.resources import LcdHome
-from lcd_core.inbox import MeasurementTimepoint, survey
-from lcd_core.platemap import PlateMapError
+from lcd_core.io.inbox import MeasurementTimepoint, survey
+from lcd_core.io.platemap import PlateMapError
 
 
 

@@ -9,11 +9,11 @@ import polars as pl
 from lcd_assets import metadata as md
 from lcd_assets.partitions import condition_partitions, measurement_to_condition, partitioned_check
 from lcd_assets.resources import WAREHOUSE_POOL, LcdHome
-from lcd_core.activity import compute_activity, sensitivity
-from lcd_core.evaluation import HOLDOUT, activity_against_truth, dmso_holdout_profiles, nan_safe
-from lcd_core.normalize import METHODS, normalize_to_wells
+from lcd_core.profiling.activity import compute_activity, sensitivity
+from lcd_core.ground_truth import HOLDOUT, activity_against_truth, dmso_holdout_profiles, nan_safe
+from lcd_core.profiling.normalize import METHODS, normalize_to_wells
 from lcd_core.plots import ap_distribution, es_heatmap, grouped_bars, sensitivity_curves
-from lcd_core.profiles import to_cytomining
+from lcd_core.profiling.profiles import to_cytomining
 
 GROUP = "activity"
 DEFAULT_METHOD = "mad_harmony_fov"

@@ -7,7 +7,7 @@ import polars as pl
 from lcd_assets import metadata as md
 from lcd_assets.partitions import condition_partitions, measurement_to_condition, partitioned_check
 from lcd_assets.resources import WAREHOUSE_POOL, LcdHome
-from lcd_core.profiles import to_cytomining
+from lcd_core.profiling.profiles import to_cytomining
 
 GROUP = "analysis"
 

@@ -13,17 +13,17 @@ from lcd_assets.acquisition.assets import WELL_KEYS
 from lcd_assets.moa.assets import holdout_compounds
 from lcd_assets.resources import WAREHOUSE_POOL, LcdHome
 from lcd_core import moa
-from lcd_core.activity import compute_activity
-from lcd_core.cellseg import CELL_FEATURE_NAMES
-from lcd_core.evaluation import (
+from lcd_core.profiling.activity import compute_activity
+from lcd_core.cells import CELL_FEATURE_NAMES
+from lcd_core.ground_truth import (
     TRUTH_MORPHOLOGY_FEATURES,
     activity_against_truth,
     nan_safe,
     polypharmacology_against_truth,
     truth_morphology,
 )
-from lcd_core.handcrafted import FEATURE_NAMES
-from lcd_core.normalize import METHODS, normalize_to_wells
+from lcd_core.handcrafted.features import FEATURE_NAMES
+from lcd_core.profiling.normalize import METHODS, normalize_to_wells
 from lcd_core.plots import confusion_heatmap, grouped_bars, metric_curves
 
 GROUP = "handcrafted"

@@ -7,7 +7,7 @@ from lcd_assets import metadata as md
 from lcd_assets.partitions import condition_partitions
 from lcd_assets.resources import WAREHOUSE_POOL, LcdHome
 from lcd_core import moa
-from lcd_core.evaluation import polypharmacology_against_truth
+from lcd_core.ground_truth import polypharmacology_against_truth
 from lcd_core.plots import confusion_heatmap, metric_curves
 
 GROUP = "moa"

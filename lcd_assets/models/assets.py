@@ -10,7 +10,7 @@ import numpy as np
 
 from lcd_assets import metadata as md
 from lcd_assets.resources import CELL_SEGMENTATION_MODEL, EmbeddingSettings, LcdHome, SegmentationSettings
-from lcd_core.vit import create_vit, describe_checkpoint, load_checkpoint, save_checkpoint
+from lcd_core.embedding.vit import create_vit, describe_checkpoint, load_checkpoint, save_checkpoint
 
 UNTRAINED_SEED = 0
 
@@ -79,7 +79,7 @@ MIN_FOV_ELONGATION_R = 0.5
         )
     ],
     description=(
-        "The single-cell segmentation network of the handcrafted baseline (`lcd_core.cellseg`): nuclei "
+        "The single-cell segmentation network of the handcrafted baseline (`lcd_core.cells`): nuclei "
         "from the transport-of-intensity phase of the z-stack, and around each a star-convex cell polygon "
         "whose 32 ray lengths a small CNN regresses from a nucleus-centred crop (StarDist's representation). "
         "Trained on an annotation set the synthetic generator renders with morphologies drawn at random "
@@ -89,9 +89,9 @@ MIN_FOV_ELONGATION_R = 0.5
 )
 def segmentation_model(context: dg.AssetExecutionContext, segmentation: SegmentationSettings,
                        lcd: LcdHome) -> dg.MaterializeResult:
-    from lcd_core.cellseg import load_raynet, save_raynet
-    from lcd_core.cellseg.features import segment_tiles
-    from lcd_core.cellseg.train import fit_segmentation, render_annotated_fov
+    from lcd_core.cells import load_raynet, save_raynet
+    from lcd_core.cells.features import segment_tiles
+    from lcd_core.cells.train import fit_segmentation, render_annotated_fov
     from lcd_core.plots import segmentation_overlay
 
     folder = lcd.models_dir / CELL_SEGMENTATION_MODEL

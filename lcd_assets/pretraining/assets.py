@@ -12,16 +12,16 @@ import polars as pl
 
 from lcd_assets import metadata as md
 from lcd_assets.resources import WAREHOUSE_POOL, EmbeddingSettings, LcdHome, PretrainingSettings, TilingSettings
-from lcd_core import acquisition as acq
-from lcd_core.embed import embed_tiles, input_size_of, resize_tiles
-from lcd_core.handcrafted import tiles_features
+from lcd_core.tiles import partition as acq
+from lcd_core.embedding.inference import embed_tiles, input_size_of, resize_tiles
+from lcd_core.handcrafted.features import tiles_features
 from lcd_core.plots import ablation_bars, training_curves
 from lcd_core.ssl import ablation
 from lcd_core.ssl.checkpoint import STATE_JSON
 from lcd_core.ssl.config import VARIANTS, preset_config, variants
 from lcd_core.ssl.sampler import CrossBatchSampler
 from lcd_core.ssl.source import TileBank
-from lcd_core.vit import describe_checkpoint, load_checkpoint
+from lcd_core.embedding.vit import describe_checkpoint, load_checkpoint
 
 GROUP = "pretraining"
 BANK_DIR = "ssl/tile_bank"
@@ -238,7 +238,7 @@ def ssl_checkpoint(context: dg.AssetExecutionContext, lcd: LcdHome,
 )
 def ssl_ablation(context: dg.AssetExecutionContext, lcd: LcdHome, embedding: EmbeddingSettings,
                  pretraining: PretrainingSettings) -> dg.MaterializeResult:
-    from lcd_core.vit import create_vit
+    from lcd_core.embedding.vit import create_vit
 
     bank = _bank(lcd)
     if not (bank.table["split"] == "heldout").any():

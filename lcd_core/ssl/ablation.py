@@ -5,7 +5,7 @@ Two measures, computed on the same held-out tiles for every model:
 * :func:`compound_retrieval_map`: for each treated tile (query), rank the other held-out tiles of
   the same timepoint by cosine similarity; positives are tiles of the *same compound from a
   different replica*, negatives tiles of other compounds (DMSO included). Average precision per
-  query (copairs' definition, :func:`lcd_core.map_kernel.average_precision`), mean per compound,
+  query (copairs' definition, :func:`lcd_core.profiling.average_precision.average_precision`), mean per compound,
   then mean over compounds (mAP). Higher is better; a replica-specific embedding scores low
   because the positives sit in other replicas.
 * :func:`replica_predictability`: a multinomial logistic regression predicts the replica from the
@@ -18,7 +18,7 @@ Two measures, computed on the same held-out tiles for every model:
   models by phenotypic-activity mAP): every tile of the screen (pre-training and holdout plates:
   the labels never reach pre-training) averaged into well profiles, MAD-robustized per plate ×
   timepoint against DMSO, then mAP / mAP-ES per compound × dose × timepoint
-  (:func:`lcd_core.activity.compute_activity`). Reported: the mean mAP over compound-conditions
+  (:func:`lcd_core.profiling.activity.compute_activity`). Reported: the mean mAP over compound-conditions
   and, on a synthetic screen, the AUROC of mAP-ES against the planted activity. Far less noisy
   than tile-level retrieval: hundreds of conditions instead of ten held-out compounds.
 """
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from lcd_core.map_kernel import average_precision, cosine_similarity_matrix
+from lcd_core.profiling.average_precision import average_precision, cosine_similarity_matrix
 from lcd_core.ssl.sampler import CONTROL_ROLE
 
 __all__ = ["screen_activity", "bootstrap_auroc", "compound_retrieval_map", "compound_retrieval_aps", "bootstrap_ci",
@@ -216,11 +216,11 @@ def screen_activity(embeddings: np.ndarray, table: pl.DataFrame, truth: pl.DataF
         ``activity_map`` (mean mAP over scorable compound-conditions), ``activity_auroc`` (mAP-ES
         vs truth; None without truth), ``activity_conditions`` (compound-conditions scored).
     """
-    from lcd_core.activity import compute_activity
-    from lcd_core.embed import aggregate_embeddings
-    from lcd_core.evaluation import activity_against_truth
-    from lcd_core.normalize import normalize
-    from lcd_core.profiles import to_cytomining
+    from lcd_core.profiling.activity import compute_activity
+    from lcd_core.embedding.inference import aggregate_embeddings
+    from lcd_core.ground_truth import activity_against_truth
+    from lcd_core.profiling.normalize import normalize
+    from lcd_core.profiling.profiles import to_cytomining
 
     _check(embeddings, table, _WELL_KEYS)
     tiles = table.select(_WELL_KEYS).with_columns(

@@ -1,6 +1,6 @@
 """Training checkpoints without pickle.
 
-``checkpoint_dir/`` is a regular :mod:`lcd_core.vit` checkpoint of the **teacher backbone**
+``checkpoint_dir/`` is a regular :mod:`lcd_core.embedding.vit` checkpoint of the **teacher backbone**
 (``model.safetensors`` + ``config.json``, loadable by ``load_checkpoint`` or plain timm; DINO
 evaluates the teacher) plus the state needed to resume:
 
@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from lcd_core.vit import save_checkpoint
+from lcd_core.embedding.vit import save_checkpoint
 
 __all__ = ["STATE_WEIGHTS", "STATE_JSON", "save_training_checkpoint", "load_training_state", "has_training_state"]
 

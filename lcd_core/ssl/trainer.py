@@ -51,7 +51,7 @@ from lcd_core.ssl.losses import BarlowTwinsLoss, DINOLoss, total_loss
 from lcd_core.ssl.sampler import CrossBatchSampler
 from lcd_core.ssl.schedules import schedules_for
 from lcd_core.ssl.source import TileSource, replica_index
-from lcd_core.vit import normalize_input
+from lcd_core.embedding.vit import normalize_input
 
 __all__ = ["train", "TrainResult", "build_student_teacher", "collapse_indicators", "MODEL_FIELDS"]
 
@@ -124,7 +124,7 @@ def _clip_gradients(params: list[torch.nn.Parameter], clip: float) -> torch.Tens
 
 
 def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    from lcd_core.embed import cpu_has_native_bf16
+    from lcd_core.embedding.inference import cpu_has_native_bf16
 
     if amp in ("float32", "fp32", None):
         return None

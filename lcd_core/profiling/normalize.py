@@ -8,7 +8,7 @@ Entry point::
     wells = to_wells(res.profiles)                    # FOV rows → well rows (if FOV input)
 
 ``profiles`` is a polars frame in the cytomining convention (``Metadata_*`` columns + float
-feature columns, see :mod:`lcd_core.profiles`; ``to_cytomining(well_embeddings)`` produces one).
+feature columns, see :mod:`lcd_core.profiling.profiles`; ``to_cytomining(well_embeddings)`` produces one).
 Rows may be wells or FOVs (a ``Metadata_field`` column marks FOV rows).
 
 Methods (``METHODS``)
@@ -78,7 +78,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from lcd_core.profiles import feature_columns
+from lcd_core.profiling.profiles import feature_columns
 
 METHODS = ("none", "mad", "harmony", "fastmnn", "mad_harmony_fov", "mad_spherize")
 MAD_SCALE = 1.4826

@@ -13,8 +13,8 @@ Entry points::
 Input
 -----
 Well profiles in the cytomining convention (``Metadata_*`` + features; normalized beforehand with
-:func:`lcd_core.normalize.normalize` / :func:`~lcd_core.normalize.to_wells`), or the long form
-with an ``embedding`` Array column (converted with :func:`lcd_core.profiles.to_cytomining`).
+:func:`lcd_core.profiling.normalize.normalize` / :func:`~lcd_core.profiling.normalize.to_wells`), or the long form
+with an ``embedding`` Array column (converted with :func:`lcd_core.profiling.profiles.to_cytomining`).
 Needed metadata (names in :class:`ActivityColumns`): compound, dose, timepoint, plate, replica,
 layout, role (``negative_control`` marks DMSO), optional moa.
 
@@ -43,7 +43,7 @@ The draws (per condition = dose × timepoint; all rows of that condition)
   on which other conditions or compounds are in the frame.
 * Similarity: cosine; the condition's similarity matrix is computed once and every draw indexes
   into it; all APs of a condition are one vectorised kernel call (copairs' AP definition, ties
-  included; same values as :func:`lcd_core.map_kernel.average_precision`).
+  included; same values as :func:`lcd_core.profiling.average_precision.average_precision`).
 * Sampling (vectorised): each set's generator draws, in this order, the query indices
   (``integers``), one random key per candidate positive and per DMSO slot of the query's plate
   (``random``); the picks are the eligible candidates with the smallest keys (a uniform subset
@@ -71,8 +71,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from lcd_core.map_kernel import _ap_leading, cosine_similarity_matrix, map_es, percentile_ci
-from lcd_core.profiles import feature_columns, to_cytomining
+from lcd_core.profiling.average_precision import _ap_leading, cosine_similarity_matrix, map_es, percentile_ci
+from lcd_core.profiling.profiles import feature_columns, to_cytomining
 
 __all__ = [
     "ActivityColumns",

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import polars as pl
 
-from lcd_core.phenix import Measurement, PhenixError, read_index
-from lcd_core.platemap import PlateMapError, Screen
+from lcd_core.io.phenix import Measurement, PhenixError, read_index
+from lcd_core.io.platemap import PlateMapError, Screen
 
 INDEX_NAMES = ("Index.idx.xml", "Index.xml", "Index.ref.xml")
 

@@ -1,11 +1,11 @@
-"""Train and validate the :class:`~lcd_core.cellseg.raynet.RayNet` on an annotation set.
+"""Train and validate the :class:`~lcd_core.cells.raynet.RayNet` on an annotation set.
 
 No segmentation labels exist for brightfield screens, and the network must not see the screen it
 will measure. The annotation set is therefore rendered by the synthetic generator's own image
 formation (:func:`lcd_core.synth.screen.render_planes`) from populations whose morphology knobs are
 drawn independently from broad ranges (:func:`random_phenotype`): no MoA program, no compound;
 a quarter of the FOVs are drawn in the large-cell regime, the hard case of long rays.
-Each FOV is preprocessed like a tile (:func:`lcd_core.tiles.preprocess_stack`); each live nucleus
+Each FOV is preprocessed like a tile (:func:`lcd_core.tiles.tiling.preprocess_stack`); each live nucleus
 gives a crop, jittered by the error of nucleus detection, labelled with the ray lengths to its
 cell's ellipse and to its own; dead cells and random background positions are the negatives of the
 live-nucleus logit.
@@ -22,13 +22,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lcd_core.cellseg.features import segment_tiles
-from lcd_core.cellseg.raynet import THETA, RayNet, nucleus_crops
+from lcd_core.cells.features import segment_tiles
+from lcd_core.cells.raynet import THETA, RayNet, nucleus_crops
 from lcd_core.synth import cells as cellmod
 from lcd_core.synth import optics
 from lcd_core.synth.design import ScreenSpec, make_spec
 from lcd_core.synth.screen import draw_specks, render_planes
-from lcd_core.tiles import TileConfig, preprocess_stack
+from lcd_core.tiles.tiling import TileConfig, preprocess_stack
 
 __all__ = ["AnnotationSet", "annotation_set", "fit_segmentation", "random_phenotype", "rays_to_ellipse",
            "render_annotated_fov", "train_raynet", "validate_raynet"]

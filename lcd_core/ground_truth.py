@@ -15,7 +15,7 @@ def activity_against_truth(
     Parameters
     ----------
     activity
-        Rows compound, dose, timepoint, map_es (as :func:`lcd_core.activity.compute_activity`).
+        Rows compound, dose, timepoint, map_es (as :func:`lcd_core.profiling.activity.compute_activity`).
     truth_conditions
         The generator's ``conditions.parquet``: compound, dose, timepoint, truly_active.
     threshold

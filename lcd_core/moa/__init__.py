@@ -14,8 +14,8 @@ Inputs
 ``profiles``: normalized well profiles of every dose × timepoint, concatenated, in the cytomining
 convention (``Metadata_compound``, ``Metadata_moa`` (null for DMSO / unknown), ``Metadata_role``
 (``negative_control`` = DMSO, ``treatment``), ``Metadata_dose`` (``"10uM"``),
-``Metadata_timepoint`` (``"04h"``), … + float features, :func:`lcd_core.profiles.feature_columns`).
-``activity``: compound, dose, timepoint, map_es, active (as :mod:`lcd_core.activity`).
+``Metadata_timepoint`` (``"04h"``), … + float features, :func:`lcd_core.profiling.profiles.feature_columns`).
+``activity``: compound, dose, timepoint, map_es, active (as :mod:`lcd_core.profiling.activity`).
 
 Classes
 -------
@@ -113,7 +113,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from lcd_core.keys import parse_dose_key
-from lcd_core.profiles import feature_columns
+from lcd_core.profiling.profiles import feature_columns
 from lcd_core.synth.design import MOAS
 
 MOA_CLASSES: tuple[str, ...] = tuple(MOAS)

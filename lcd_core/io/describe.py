@@ -9,7 +9,7 @@ from typing import Any
 
 import polars as pl
 
-from lcd_core.phenix import Measurement, PhenixError
+from lcd_core.io.phenix import Measurement, PhenixError
 
 #: How many missing files :func:`format_text` lists before summarising the rest.
 MAX_LISTED = 10
@@ -50,7 +50,7 @@ def describe(measurement: Measurement) -> dict[str, Any]:
     Parameters
     ----------
     measurement
-        From :func:`lcd_core.phenix.read_index`.
+        From :func:`lcd_core.io.phenix.read_index`.
 
     Returns
     -------

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from lcd_core.inbox import MeasurementTimepoint
-from lcd_core.phenix import Measurement, PhenixError, read_plane
-from lcd_core.platemap import Screen
-from lcd_core.tiles import TileConfig, tile_fov
+from lcd_core.io.inbox import MeasurementTimepoint
+from lcd_core.io.phenix import Measurement, PhenixError, read_plane
+from lcd_core.io.platemap import Screen
+from lcd_core.tiles.tiling import TileConfig, tile_fov
 
 LINEAGE = ["plate", "timepoint", "replica", "layout", "dose", "barcode"]
 WELL_META = ["compound", "moa", "role"]

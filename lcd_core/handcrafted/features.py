@@ -1,7 +1,7 @@
 """Handcrafted tile features: the image part of the CellProfiler-style baseline of SPEC §4.7.
 
 The paper's baseline is a CellProfiler run (single-cell segmentation, 284 features, median per
-image). The single cells are segmented by :mod:`lcd_core.cellseg` (a trained network: brightfield
+image). The single cells are segmented by :mod:`lcd_core.cells` (a trained network: brightfield
 cells do not segment reliably with classical tools); this module measures the image-level
 families of quantities directly on each tile, with scipy / scikit-image:
 
@@ -25,7 +25,7 @@ families of quantities directly on each tile, with scipy / scikit-image:
   and focus).
 
 Every feature is a function of one tile, so profiles aggregate like embeddings (tile → FOV → well,
-:func:`lcd_core.embed.aggregate_embeddings`) and go through the same normalization, activity and
+:func:`lcd_core.embedding.inference.aggregate_embeddings`) and go through the same normalization, activity and
 MoA steps. Entry points: :data:`FEATURE_NAMES`, :func:`tile_features`, :func:`tiles_features`.
 """
 

@@ -1,7 +1,7 @@
 """Segment the cells of tiles and summarize them per tile: the single-cell-shape features.
 
-For each tile: nuclei (:func:`~lcd_core.cellseg.nuclei.detect_nuclei`), a polygon per nucleus
-(:class:`~lcd_core.cellseg.raynet.RayNet`), crops the network judges not centred on a live
+For each tile: nuclei (:func:`~lcd_core.cells.nuclei.detect_nuclei`), a polygon per nucleus
+(:class:`~lcd_core.cells.raynet.RayNet`), crops the network judges not centred on a live
 nucleus dropped (probability < 0.5). Two nuclei are one cell (multinucleated cells, the
 Aurora-kinase phenotype) when each centre lies inside the other's polygon and the two polygons
 outline the same cell (intersection over union at least :data:`MIN_CELL_IOU`). Per-tile features,
@@ -30,8 +30,8 @@ import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from lcd_core.cellseg.nuclei import detect_nuclei
-from lcd_core.cellseg.raynet import N_RAYS, THETA, RayNet, nucleus_crops, polygon_shape
+from lcd_core.cells.nuclei import detect_nuclei
+from lcd_core.cells.raynet import N_RAYS, THETA, RayNet, nucleus_crops, polygon_shape
 
 __all__ = ["CELL_FEATURE_NAMES", "N_CELL_FEATURES", "SegmentedTile", "segment_tiles", "tile_cell_features",
            "tiles_cell_features"]

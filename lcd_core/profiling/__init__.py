@@ -1,0 +1,1 @@
+"""Profiles, normalization (SPEC 4.4), average precision and mAP-ES activity (SPEC 4.5)."""
