@@ -249,6 +249,26 @@ class Warehouse:
                 dtype = "VARCHAR" if t in ("NULL", '"NULL"') else t
                 con.execute(f"ALTER TABLE {_ident(table)} ADD COLUMN {_quote(c)} {dtype}")
 
+    @contextmanager
+    def _incoming_transaction(self, df: pl.DataFrame) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection with ``df`` registered as the incoming data, inside one transaction.
+
+        Commits when the block ends, rolls back (and re-raises) when it raises; the incoming
+        data is unregistered either way.
+        """
+        with self.connect() as con:
+            con.register(_INCOMING, df)
+            try:
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    yield con
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+            finally:
+                con.unregister(_INCOMING)
+
     def replace_partition(self, table: str, df: pl.DataFrame, partition: Mapping[str, str]) -> int:
         """Atomically replace one partition of a table with ``df``.
 
@@ -279,24 +299,14 @@ class Warehouse:
             raise ValueError("replace_partition needs at least one partition column; use replace_table")
         df = check_partition_columns(df, partition, f"data for {table}")
         where = " AND ".join(f"{_ident(k)} = ?" for k in partition)
-        with self.connect() as con:
-            con.register(_INCOMING, df)
-            try:
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    existing = self._columns(con, table)
-                    if existing:
-                        self._evolve(con, table, existing)
-                    else:
-                        con.execute(f"CREATE TABLE {qt} AS {self._incoming_select(con)} LIMIT 0")
-                    con.execute(f"DELETE FROM {qt} WHERE {where}", list(partition.values()))
-                    con.execute(f"INSERT INTO {qt} BY NAME SELECT * FROM {_INCOMING}")
-                    con.execute("COMMIT")
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
-            finally:
-                con.unregister(_INCOMING)
+        with self._incoming_transaction(df) as con:
+            existing = self._columns(con, table)
+            if existing:
+                self._evolve(con, table, existing)
+            else:
+                con.execute(f"CREATE TABLE {qt} AS {self._incoming_select(con)} LIMIT 0")
+            con.execute(f"DELETE FROM {qt} WHERE {where}", list(partition.values()))
+            con.execute(f"INSERT INTO {qt} BY NAME SELECT * FROM {_INCOMING}")
         return df.height
 
     def replace_table(self, table: str, df: pl.DataFrame) -> int:
@@ -308,18 +318,8 @@ class Warehouse:
             Rows written.
         """
         qt = _ident(table, "table")
-        with self.connect() as con:
-            con.register(_INCOMING, df)
-            try:
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    con.execute(f"CREATE OR REPLACE TABLE {qt} AS {self._incoming_select(con)}")
-                    con.execute("COMMIT")
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
-            finally:
-                con.unregister(_INCOMING)
+        with self._incoming_transaction(df) as con:
+            con.execute(f"CREATE OR REPLACE TABLE {qt} AS {self._incoming_select(con)}")
         return df.height
 
     def delete_table_partition(self, table: str, partition: Mapping[str, str]) -> int:

@@ -91,6 +91,17 @@ def test_failed_write_keeps_old_rows(wh: Warehouse) -> None:
     assert wh.query("SELECT value FROM checked ORDER BY 1")["value"].to_list() == [0, 1, 2, 3]
 
 
+def test_incoming_transaction_commits_or_rolls_back(wh: Warehouse) -> None:
+    with wh._incoming_transaction(_rows(P1, 2)) as con:
+        con.execute("CREATE TABLE t AS SELECT * FROM _lcd_incoming")
+    assert _count(wh, "t") == 2
+    with pytest.raises(RuntimeError, match="boom"):
+        with wh._incoming_transaction(_rows(P1, 3)) as con:
+            con.execute("INSERT INTO t SELECT * FROM _lcd_incoming")
+            raise RuntimeError("boom")
+    assert _count(wh, "t") == 2  # the INSERT was rolled back
+
+
 def test_schema_evolution_adds_columns(wh: Warehouse) -> None:
     wh.replace_partition("tiles", _rows(P1, 2), P1)
     wh.replace_partition("tiles", _rows(P2, 2).with_columns(pl.lit("edge").alias("qc_reason")), P2)
