@@ -35,7 +35,8 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lcd_core.profiling.activity import _condition_n_neg, _rng, compute_activity, draw_sets  # noqa: E402
+from lcd_core.profiling.activity import compute_activity  # noqa: E402
+from lcd_core.profiling.draws import DrawSizes, _condition_n_neg, _rng, draw_sets  # noqa: E402
 from lcd_core.profiling.profiles import feature_columns, to_cytomining  # noqa: E402
 
 
@@ -87,17 +88,18 @@ def redraw(profiles: pl.DataFrame, n_draws: int, seed: int):
         ctrl = (sub["Metadata_role"] == "negative_control").to_numpy()
         k_neg = _condition_n_neg(sub, ctrl, 31, _cols())
         comps = sorted(set(sub.filter(~pl.Series(ctrl))["Metadata_compound"].to_list()))
-        sets = [draw_sets(sub, c, _rng(seed, dose, tp, c), 3, k_neg, n_draws) for c in comps]
+        sets = [draw_sets(sub, c, _rng(seed, dose, tp, c), DrawSizes(3, k_neg, n_draws))
+                for c in comps]
         modes = sorted({(s.fallback, s.pos.shape[1]) for s in sets if s.n_draws})
-        sets += [draw_sets(sub, None, _rng(seed, dose, tp, "__null__", fb, kp), kp, k_neg,
-                           n_draws, fallback=fb) for fb, kp in modes]
+        sets += [draw_sets(sub, None, _rng(seed, dose, tp, "__null__", fb, kp),
+                           DrawSizes(kp, k_neg, n_draws), fallback=fb) for fb, kp in modes]
         keys = comps + [None] * len(modes)
         out.append((dose, tp, sub.select(feats).to_numpy().astype(np.float64), sets, keys))
     return out
 
 
 def _cols():
-    from lcd_core.profiling.activity import ActivityColumns
+    from lcd_core.profiling.draws import ActivityColumns
 
     return ActivityColumns()
 
