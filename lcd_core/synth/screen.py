@@ -3,7 +3,7 @@
 Output (see docs/ARCHITECTURE.md):
 
 * ``out/inbox/<barcode>__<YYYYMMDDTHHMMSS>-Measurement 1/Images/`` one Opera Phenix (Harmony 5)
-  export per plate × timepoint, written with ``lcd_core.io.phenix.write_measurement``;
+  export per plate × timepoint, written with ``lcd_core.synth.phenix_writer.write_measurement``;
 * ``out/metadata/`` ``compounds.csv``, ``layouts.csv``, ``registry.csv``, ``screen.json``;
 * ``out/truth/`` ``compounds.parquet``, ``conditions.parquet``, ``cells.parquet``,
   ``fovs.parquet``, ``truth.json`` (see ``lcd_core.synth.truth``).
@@ -365,7 +365,8 @@ def _rowcol(well: str) -> tuple[int, int]:
 
 def _run_measurement(task: _Task) -> tuple[str, str, int]:
     """Render and write one measurement; truth parts go to ``parts_dir``. Returns (dir, part, n_images)."""
-    from lcd_core.io.phenix import Channel, ImageRecord, write_measurement
+    from lcd_core.io.phenix import Channel
+    from lcd_core.synth.phenix_writer import ImageRecord, write_measurement
 
     spec = task.spec
     plate = task.plate

@@ -13,7 +13,8 @@ import numpy as np
 import polars as pl
 
 from lcd_core.io.inbox import MeasurementTimepoint
-from lcd_core.io.phenix import Measurement, PhenixError, read_plane
+from lcd_core.io.phenix import Measurement, PhenixError
+from lcd_core.io.planes import read_plane
 from lcd_core.io.platemap import Screen
 from lcd_core.tiles.tiling import TileConfig, tile_fov
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from lcd_core.io.describe import MAX_LISTED, _ints, describe, format_text
-from lcd_core.io.phenix import Channel, ImageRecord, read_index, write_measurement
+from lcd_core.io.phenix import Channel, read_index
+from lcd_core.synth.phenix_writer import ImageRecord, write_measurement
 
 
 def _fixtures() -> Path:
