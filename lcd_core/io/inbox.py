@@ -17,7 +17,8 @@ from pathlib import Path
 import polars as pl
 
 from lcd_core.io.phenix import Measurement, PhenixError, read_index
-from lcd_core.io.platemap import PlateMapError, Screen
+from lcd_core.io.platemap import Screen
+from lcd_core.io.tables import PlateMapError
 
 INDEX_NAMES = ("Index.idx.xml", "Index.xml", "Index.ref.xml")
 

@@ -7,65 +7,37 @@ Files (CSV, or Parquet for the three tables):
 - ``registry.csv``: ``barcode, replica, layout, dose_um, dosed_at``
 - ``screen.json``: :class:`ScreenConfig`
 
-Bad metadata fails loudly: :class:`PlateMapError` names the file and every offending row (line
-numbers as in the file, the header being line 1), never silently dropping or duplicating a well.
+Bad metadata fails loudly: :class:`~lcd_core.io.tables.PlateMapError` names the file and every
+offending row (line numbers as in the file, the header being line 1), never silently dropping or
+duplicating a well. Tables are read by :mod:`lcd_core.io.tables`; the run registry is validated by
+:mod:`lcd_core.io.registry`.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import math
 import os
 import re
 import tempfile
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import polars as pl
 
-from lcd_core.keys import (
-    dose_key,
-    layout_key,
-    parse_dose_key,
-    parse_well,
-    plate_key,
-    replica_key,
-    timepoint_key,
-    well_name,
-)
+from lcd_core.io.registry import REGISTRY_COLUMNS, normalised_key, validate_registry
+from lcd_core.io.tables import PlateMapError, Problems, RawTable, cap_list, read_table
+from lcd_core.keys import layout_key, parse_dose_key, parse_well, timepoint_key, well_name
 
 COMPOUND_COLUMNS: tuple[str, ...] = ("compound", "moa", "smiles")
 # optional column of compounds.csv: which compound set (training / holdout) a compound belongs to;
 # missing values default to "control" for the control compound and "training" otherwise
 COMPOUND_SETS: tuple[str, ...] = ("training", "holdout", "control")
 LAYOUT_COLUMNS: tuple[str, ...] = ("layout", "well", "compound", "moa", "smiles", "role")
-REGISTRY_COLUMNS: tuple[str, ...] = ("barcode", "replica", "layout", "dose_um", "dosed_at")
 ROLES: frozenset[str] = frozenset({"treatment", "negative_control"})
-MAX_LISTED = 20
 
 _LAYOUT_RE = re.compile(r"^L\d{2,}$")
-_REPLICA_RE = re.compile(r"^R\d{2,}$")
-
-
-class PlateMapError(ValueError):
-    """Invalid or inconsistent plate-map / registry metadata.
-
-    Attributes
-    ----------
-    path : Path or None
-        The offending file.
-    lines : list of int
-        Line numbers (header = line 1) of the offending rows, where rows are to blame.
-    """
-
-    def __init__(self, message: str, path: Path | None = None, lines: Sequence[int] = ()) -> None:
-        super().__init__(message)
-        self.path = path
-        self.lines = list(lines)
 
 
 @dataclass(frozen=True)
@@ -143,137 +115,6 @@ class ScreenConfig:
 
 
 # --------------------------------------------------------------------------------------------
-# reading raw tables
-
-
-@dataclass
-class _RawTable:
-    """A metadata table as strings, with the file line of each row."""
-
-    path: Path
-    rows: list[dict[str, str | None]]
-    lines: list[int]
-    line_word: str  # "line" for CSV, "row" for Parquet
-
-
-def _clean(value: Any) -> str | None:
-    """Normalise one cell to a stripped string, empty -> None."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        text = value.isoformat()
-    elif isinstance(value, float):
-        if math.isnan(value):
-            return None
-        text = repr(value)
-    else:
-        text = str(value)
-    text = text.strip()
-    return text or None
-
-
-def _find_table(metadata_dir: Path, stem: str) -> Path:
-    csv_path = metadata_dir / f"{stem}.csv"
-    pq_path = metadata_dir / f"{stem}.parquet"
-    if csv_path.exists() and pq_path.exists():
-        raise PlateMapError(f"both {csv_path} and {pq_path} exist; keep only one", csv_path)
-    if csv_path.exists():
-        return csv_path
-    if pq_path.exists():
-        return pq_path
-    raise PlateMapError(f"missing metadata file {csv_path} (or {pq_path.name})", csv_path)
-
-
-def _read_table(metadata_dir: Path, stem: str, required: Sequence[str]) -> _RawTable:
-    """Read ``<stem>.csv`` / ``<stem>.parquet`` as stripped strings; check required columns."""
-    path = _find_table(metadata_dir, stem)
-    rows: list[dict[str, str | None]] = []
-    lines: list[int] = []
-    if path.suffix == ".csv":
-        word = "line"
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            if header is None:
-                raise PlateMapError(f"{path} is empty (no header line)", path)
-            columns = [h.strip().lower() for h in header]
-            too_long: list[int] = []
-            for rec in reader:
-                if not rec or all(not c.strip() for c in rec):
-                    continue
-                if len(rec) > len(columns):
-                    too_long.append(reader.line_num)
-                rec = rec + [""] * (len(columns) - len(rec))
-                rows.append({c: _clean(v) for c, v in zip(columns, rec)})
-                lines.append(reader.line_num)
-            if too_long:
-                raise PlateMapError(
-                    f"{path}: {len(too_long)} row(s) have more fields than the header "
-                    f"({len(columns)}): lines {_cap_list(too_long)}",
-                    path,
-                    too_long,
-                )
-    else:
-        word = "row"
-        try:
-            df = pl.read_parquet(path)
-        except Exception as exc:  # noqa: BLE001 - any read failure is a metadata error
-            raise PlateMapError(f"cannot read {path}: {exc}", path) from exc
-        columns = [c.strip().lower() for c in df.columns]
-        for i, rec in enumerate(df.iter_rows()):
-            rows.append({c: _clean(v) for c, v in zip(columns, rec)})
-            lines.append(i + 1)
-    dupes = sorted({c for c in columns if columns.count(c) > 1})
-    if dupes:
-        raise PlateMapError(f"{path}: duplicate column(s) {dupes}", path)
-    missing = [c for c in required if c not in columns]
-    if missing:
-        raise PlateMapError(
-            f"{path}: missing required column(s) {missing}; found {columns}", path
-        )
-    return _RawTable(path=path, rows=rows, lines=lines, line_word=word)
-
-
-def _cap_list(items: Sequence[Any]) -> str:
-    shown = ", ".join(str(i) for i in items[:MAX_LISTED])
-    rest = len(items) - MAX_LISTED
-    return shown + (f" ... and {rest} more" if rest > 0 else "")
-
-
-class _Problems:
-    """Collects offending rows of one file, grouped by kind, and raises them all at once."""
-
-    def __init__(self, table: _RawTable) -> None:
-        self.table = table
-        self.kinds: dict[str, list[tuple[int, str]]] = defaultdict(list)
-
-    def add(self, kind: str, index: int | None, detail: str) -> None:
-        line = self.table.lines[index] if index is not None else 0
-        self.kinds[kind].append((line, detail))
-
-    def row(self, kind: str, index: int, columns: Sequence[str], extra: str = "") -> None:
-        rec = self.table.rows[index]
-        values = ", ".join(f"{c}={rec.get(c)!r}" for c in columns)
-        self.add(kind, index, values + (f" ({extra})" if extra else ""))
-
-    def raise_if_any(self) -> None:
-        if not self.kinds:
-            return
-        word = self.table.line_word
-        parts = [f"{self.table.path}: invalid metadata"]
-        all_lines: list[int] = []
-        for kind, items in self.kinds.items():
-            items = sorted(items, key=lambda t: t[0])
-            parts.append(f"  {kind} ({len(items)}):")
-            for line, detail in items[:MAX_LISTED]:
-                parts.append(f"    {word} {line}: {detail}" if line else f"    {detail}")
-            if len(items) > MAX_LISTED:
-                parts.append(f"    ... and {len(items) - MAX_LISTED} more")
-            all_lines.extend(line for line, _ in items if line)
-        raise PlateMapError("\n".join(parts), self.table.path, sorted(set(all_lines)))
-
-
-# --------------------------------------------------------------------------------------------
 # validation
 
 
@@ -288,8 +129,8 @@ def _load_config(metadata_dir: Path) -> ScreenConfig:
     return ScreenConfig.from_dict(data, path)
 
 
-def _validate_compounds(raw: _RawTable, config: ScreenConfig) -> pl.DataFrame:
-    probs = _Problems(raw)
+def _validate_compounds(raw: RawTable, config: ScreenConfig) -> pl.DataFrame:
+    probs = Problems(raw)
     seen: dict[str, int] = {}
     for i, rec in enumerate(raw.rows):
         name = rec["compound"]
@@ -317,76 +158,57 @@ def _validate_compounds(raw: _RawTable, config: ScreenConfig) -> pl.DataFrame:
     )
 
 
-def _validate_layouts(raw: _RawTable, config: ScreenConfig, compounds: pl.DataFrame) -> pl.DataFrame:
-    probs = _Problems(raw)
-    ref = {r["compound"]: r for r in compounds.iter_rows(named=True)}
-    out: dict[str, list[Any]] = {c: [] for c in ("layout", "well", "row", "col", "compound", "moa", "smiles", "role")}
-    first_at: dict[tuple[str, str], int] = {}
-    dup_idx: set[int] = set()
-    for i, rec in enumerate(raw.rows):
-        lay = rec["layout"]
-        try:
-            lay = layout_key(lay) if lay is not None else None
-        except ValueError:
-            pass
-        if lay is None or not _LAYOUT_RE.match(lay):
-            probs.row("malformed layout (expected L<nn>)", i, ("layout", "well"))
-        well = rec["well"]
-        r = c = None
-        try:
-            if well is None:
-                raise ValueError("empty")
-            r, c = parse_well(well)
-        except ValueError:
-            probs.row("malformed well name", i, ("layout", "well"))
-        if r is not None and c is not None:
-            if r > config.plate_rows or c > config.plate_columns or c < 1:
-                probs.row(f"well not on a {config.plate_type} plate "
-                          f"({config.plate_rows} rows x {config.plate_columns} columns)", i, ("layout", "well"))
-                r = c = None
-            else:
-                well = well_name(r, c)
-                key = (str(lay), well)
-                if key in first_at:
-                    dup_idx.update((first_at[key], i))
-                else:
-                    first_at[key] = i
-        comp = rec["compound"]
-        role = (rec["role"] or "").lower() or None
-        if comp is None:
-            probs.row("empty compound", i, ("layout", "well", "compound"))
-        elif comp not in ref:
-            probs.row("compound not in compounds file", i, ("layout", "well", "compound"))
-        else:
-            for attr in ("moa", "smiles"):
-                if rec[attr] != ref[comp][attr]:
-                    probs.row(f"{attr} disagrees with compounds file", i, ("layout", "well", "compound", attr),
-                              f"compounds file says {ref[comp][attr]!r}")
-        if role not in ROLES:
-            probs.row(f"role not one of {sorted(ROLES)}", i, ("layout", "well", "role"))
-        elif comp == config.control and role != "negative_control":
-            probs.row(f"control compound {config.control!r} without role negative_control", i,
-                      ("layout", "well", "compound", "role"))
-        elif comp is not None and comp != config.control and role == "negative_control":
-            probs.row(f"role negative_control on a compound other than the control {config.control!r}", i,
-                      ("layout", "well", "compound", "role"))
-        out["layout"].append(lay)
-        out["well"].append(well)
-        out["row"].append(r)
-        out["col"].append(c)
-        out["compound"].append(comp)
-        out["moa"].append(rec["moa"])
-        out["smiles"].append(rec["smiles"])
-        out["role"].append(role)
-    for i in sorted(dup_idx):
-        probs.row("duplicate well within a layout", i, ("layout", "well", "compound"))
-    probs.raise_if_any()
+_LAYOUT_SCHEMA: dict[str, Any] = {
+    "layout": pl.String, "well": pl.String, "row": pl.Int32, "col": pl.Int32,
+    "compound": pl.String, "moa": pl.String, "smiles": pl.String, "role": pl.String,
+}
 
-    layouts = pl.DataFrame(
-        out,
-        schema={"layout": pl.String, "well": pl.String, "row": pl.Int32, "col": pl.Int32,
-                "compound": pl.String, "moa": pl.String, "smiles": pl.String, "role": pl.String},
-    )
+
+def _layout_well(rec: dict[str, str | None], i: int, config: ScreenConfig, probs: Problems) -> tuple[Any, ...]:
+    """``(well, row, col)`` of a layout row: the normalised name, or the name as given and no position."""
+    well = rec["well"]
+    try:
+        if well is None:
+            raise ValueError("empty")
+        r, c = parse_well(well)
+    except ValueError:
+        probs.row("malformed well name", i, ("layout", "well"))
+        return well, None, None
+    if r > config.plate_rows or c > config.plate_columns or c < 1:
+        probs.row(f"well not on a {config.plate_type} plate "
+                  f"({config.plate_rows} rows x {config.plate_columns} columns)", i, ("layout", "well"))
+        return well, None, None
+    return well_name(r, c), r, c
+
+
+def _check_layout_compound(rec: dict[str, str | None], i: int, ref: dict[str, dict], probs: Problems) -> None:
+    """The compound is listed in compounds.csv, with the same moa and smiles."""
+    comp = rec["compound"]
+    if comp is None:
+        probs.row("empty compound", i, ("layout", "well", "compound"))
+    elif comp not in ref:
+        probs.row("compound not in compounds file", i, ("layout", "well", "compound"))
+    else:
+        for attr in ("moa", "smiles"):
+            if rec[attr] != ref[comp][attr]:
+                probs.row(f"{attr} disagrees with compounds file", i, ("layout", "well", "compound", attr),
+                          f"compounds file says {ref[comp][attr]!r}")
+
+
+def _check_role(comp: str | None, role: str | None, i: int, control: str, probs: Problems) -> None:
+    """A known role; negative_control exactly on the control compound."""
+    if role not in ROLES:
+        probs.row(f"role not one of {sorted(ROLES)}", i, ("layout", "well", "role"))
+    elif comp == control and role != "negative_control":
+        probs.row(f"control compound {control!r} without role negative_control", i,
+                  ("layout", "well", "compound", "role"))
+    elif comp is not None and comp != control and role == "negative_control":
+        probs.row(f"role negative_control on a compound other than the control {control!r}", i,
+                  ("layout", "well", "compound", "role"))
+
+
+def _check_control_wells(layouts: pl.DataFrame, config: ScreenConfig, probs: Problems) -> None:
+    """Every layout has at least ``min_control_wells`` control wells."""
     counts = (
         layouts.group_by("layout")
         .agg((pl.col("role") == "negative_control").sum().alias("n_control"))
@@ -396,96 +218,33 @@ def _validate_layouts(raw: _RawTable, config: ScreenConfig, compounds: pl.DataFr
         if n < config.min_control_wells:
             probs.add(f"layout with fewer than min_control_wells={config.min_control_wells} "
                       f"{config.control} wells", None, f"layout {lay}: {n} control wells")
+
+
+def _validate_layouts(raw: RawTable, config: ScreenConfig, compounds: pl.DataFrame) -> pl.DataFrame:
+    probs = Problems(raw)
+    ref = {r["compound"]: r for r in compounds.iter_rows(named=True)}
+    rows: list[tuple[Any, ...]] = []
+    first_at: dict[tuple[str, str], int] = {}
+    dup_idx: set[int] = set()
+    for i, rec in enumerate(raw.rows):
+        lay = normalised_key(rec["layout"], layout_key)
+        if lay is None or not _LAYOUT_RE.match(lay):
+            probs.row("malformed layout (expected L<nn>)", i, ("layout", "well"))
+        well, r, c = _layout_well(rec, i, config, probs)
+        first = first_at.setdefault((str(lay), well), i) if r is not None else i
+        if first != i:
+            dup_idx.update((first, i))
+        role = (rec["role"] or "").lower() or None
+        _check_layout_compound(rec, i, ref, probs)
+        _check_role(rec["compound"], role, i, config.control, probs)
+        rows.append((lay, well, r, c, rec["compound"], rec["moa"], rec["smiles"], role))
+    for i in sorted(dup_idx):
+        probs.row("duplicate well within a layout", i, ("layout", "well", "compound"))
+    probs.raise_if_any()
+    layouts = pl.DataFrame(rows, schema=_LAYOUT_SCHEMA, orient="row")
+    _check_control_wells(layouts, config, probs)
     probs.raise_if_any()
     return layouts.sort("layout", "row", "col")
-
-
-def _parse_dosed_at(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        ts = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if ts.tzinfo is None or ts.utcoffset() is None:
-        return None
-    return ts.astimezone(timezone.utc)
-
-
-def _validate_registry(raw: _RawTable, layouts: pl.DataFrame) -> pl.DataFrame:
-    probs = _Problems(raw)
-    known_layouts = set(layouts["layout"].unique().to_list())
-    cols = REGISTRY_COLUMNS
-    out: dict[str, list[Any]] = {c: [] for c in ("barcode", "replica", "layout", "plate", "dose_um", "dose", "dosed_at")}
-    by_barcode: dict[str, list[int]] = defaultdict(list)
-    by_plate: dict[str, list[int]] = defaultdict(list)
-    doses_of: dict[str, dict[float, list[int]]] = defaultdict(lambda: defaultdict(list))
-    for i, rec in enumerate(raw.rows):
-        bc = rec["barcode"]
-        if bc is None:
-            probs.row("empty barcode", i, cols)
-        else:
-            by_barcode[bc].append(i)
-        rep = rec["replica"]
-        try:
-            rep = replica_key(rep) if rep is not None else None
-        except ValueError:
-            pass
-        rep_ok = rep is not None and bool(_REPLICA_RE.match(rep))
-        if not rep_ok:
-            probs.row("malformed replica (expected R<nn> or a number)", i, ("barcode", "replica"))
-        lay = rec["layout"]
-        try:
-            lay = layout_key(lay) if lay is not None else None
-        except ValueError:
-            pass
-        lay_ok = lay in known_layouts
-        if not lay_ok:
-            probs.row("layout not in layouts file", i, ("barcode", "layout"))
-        plate = plate_key(rep, lay) if rep_ok and lay_ok else None
-        if plate is not None:
-            by_plate[plate].append(i)
-        dose: float | None
-        try:
-            dose = float(rec["dose_um"]) if rec["dose_um"] is not None else None
-        except ValueError:
-            dose = None
-        if dose is None or not math.isfinite(dose) or dose <= 0:
-            probs.row("dose_um not a positive number", i, ("barcode", "dose_um"))
-            dose = None
-        elif rep_ok:
-            doses_of[rep][dose].append(i)
-        ts = _parse_dosed_at(rec["dosed_at"])
-        if ts is None:
-            probs.row("dosed_at not an ISO 8601 timestamp with UTC offset", i, ("barcode", "dosed_at"))
-        out["barcode"].append(bc)
-        out["replica"].append(rep)
-        out["layout"].append(lay)
-        out["plate"].append(plate)
-        out["dose_um"].append(dose)
-        out["dose"].append(dose_key(dose) if dose is not None else None)
-        out["dosed_at"].append(ts)
-    for bc, idx in by_barcode.items():
-        if len(idx) > 1:
-            for i in idx:
-                probs.row("duplicate barcode", i, ("barcode", "replica", "layout"))
-    for plate, idx in by_plate.items():
-        if len(idx) > 1:
-            for i in idx:
-                probs.row("several barcodes for one replica + layout", i, ("barcode", "replica", "layout"),
-                          f"plate {plate}")
-    for rep, by_dose in doses_of.items():
-        if len(by_dose) > 1:
-            for idx in by_dose.values():
-                for i in idx:
-                    probs.row("replica with more than one dose (every plate of a run gets the same dose)",
-                              i, ("barcode", "replica", "dose_um"))
-    probs.raise_if_any()
-    return pl.DataFrame(
-        out,
-        schema={"barcode": pl.String, "replica": pl.String, "layout": pl.String, "plate": pl.String,
-                "dose_um": pl.Float64, "dose": pl.String, "dosed_at": pl.Datetime("us", "UTC")},
-    ).sort("plate")
 
 
 # --------------------------------------------------------------------------------------------
@@ -606,9 +365,9 @@ def load_screen(metadata_dir: Path | str) -> Screen:
     if not metadata_dir.is_dir():
         raise PlateMapError(f"metadata folder {metadata_dir} does not exist", metadata_dir)
     config = _load_config(metadata_dir)
-    compounds = _validate_compounds(_read_table(metadata_dir, "compounds", COMPOUND_COLUMNS), config)
-    layouts = _validate_layouts(_read_table(metadata_dir, "layouts", LAYOUT_COLUMNS), config, compounds)
-    registry = _validate_registry(_read_table(metadata_dir, "registry", REGISTRY_COLUMNS), layouts)
+    compounds = _validate_compounds(read_table(metadata_dir, "compounds", COMPOUND_COLUMNS), config)
+    layouts = _validate_layouts(read_table(metadata_dir, "layouts", LAYOUT_COLUMNS), config, compounds)
+    registry = validate_registry(read_table(metadata_dir, "registry", REGISTRY_COLUMNS), layouts)
     return Screen(config=config, compounds=compounds, layouts=layouts, registry=registry, source=metadata_dir)
 
 
@@ -619,7 +378,7 @@ def validate_barcodes(screen: Screen, barcodes: Iterable[str]) -> None:
     if missing:
         raise PlateMapError(
             f"{len(missing)} barcode(s) are not in the run registry {screen._registry_name()}: "
-            f"{_cap_list(missing)}",
+            f"{cap_list(missing)}",
             screen.source,
         )
 

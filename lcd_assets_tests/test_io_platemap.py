@@ -1,4 +1,5 @@
-"""Tests of lcd_core.io.platemap: a valid small screen, then each kind of bad metadata."""
+"""Tests of lcd_core.io.platemap (with io.tables and io.registry through load_screen): a valid small
+screen, then each kind of bad metadata."""
 
 from __future__ import annotations
 
@@ -12,14 +13,8 @@ from typing import Any, Callable
 import polars as pl
 import pytest
 
-from lcd_core.io.platemap import (
-    PlateMapError,
-    ScreenConfig,
-    load_screen,
-    validate_barcodes,
-    write_metadata,
-    write_screen,
-)
+from lcd_core.io.platemap import ScreenConfig, load_screen, validate_barcodes, write_metadata, write_screen
+from lcd_core.io.tables import PlateMapError
 
 CONFIG: dict[str, Any] = {
     "name": "mini",
