@@ -154,39 +154,6 @@ def test_evaluate_embedding_reports_a_bootstrap_interval_around_the_map():
     assert ablation.bootstrap_ci(np.full(5, 0.3)) == pytest.approx((0.3, 0.3))
 
 
-def _screen_tiles(seed=0):
-    """Tiles of 2 replicas × 2 layouts × 1 timepoint: 8 DMSO wells and 4 compounds per plate, 2 tiles
-    a well; compounds C0, C1 act (their own direction), C2, C3 do not."""
-    rng = np.random.default_rng(seed)
-    rows, X, d = [], [], 16
-    direction = {f"C{i}": rng.normal(size=d) for i in range(4)}
-    truth = []
-    for rep, dose in (("R01", "1uM"), ("R02", "10uM")):
-        for lay in ("L01", "L02"):
-            plate = f"{rep}-{lay}"
-            off = rng.normal(size=d)
-            wells = [("DMSO", "negative_control")] * 8 + [(f"C{i}", "treatment") for i in range(4)]
-            for wi, (cpd, role) in enumerate(wells):
-                effect = 3 * direction[cpd] if cpd in ("C0", "C1") else 0
-                for _ in range(2):
-                    rows.append(dict(plate=plate, timepoint="04h", well=f"W{wi:02d}", replica=rep, layout=lay,
-                                     dose=dose, compound=cpd, moa=None, role=role))
-                    X.append(off + effect + rng.normal(size=d))
-        truth += [dict(compound=f"C{i}", dose=dose, timepoint="04h", truly_active=i < 2) for i in range(4)]
-    return np.array(X), pl.DataFrame(rows), pl.DataFrame(truth)
-
-
-def test_screen_activity_scores_every_condition_against_the_truth():
-    X, table, truth = _screen_tiles()
-    good = ablation.screen_activity(X, table, truth, n_draws=50)
-    assert good["activity_conditions"] == 8 and good["activity_auroc"] == pytest.approx(1.0)
-    noise = ablation.screen_activity(np.random.default_rng(3).normal(size=X.shape), table, truth, n_draws=50)
-    assert noise["activity_map"] < good["activity_map"]
-    assert ablation.screen_activity(X, table, None, n_draws=50)["activity_auroc"] is None
-    with pytest.raises(ValueError, match="lacks column"):
-        ablation.screen_activity(X, table.drop("layout"), truth)
-
-
 def test_bootstrap_auroc_resamples_the_same_rows_for_every_score_vector():
     y = np.array([True, False] * 20)
     perfect = y.astype(float)
@@ -195,7 +162,3 @@ def test_bootstrap_auroc_resamples_the_same_rows_for_every_score_vector():
     assert a.shape == b.shape == (200,) and np.all(a == 1.0)
     assert np.all(a - b >= 0)  # paired: the same resample, so the perfect scores never lose
     assert ablation.bootstrap_auroc(perfect, np.ones(5, bool)).size == 0
-    X, table, truth = _screen_tiles()
-    out = ablation.screen_activity(X, table, truth, n_draws=50)
-    assert out["activity_auroc_ci_low"] <= out["activity_auroc"] <= out["activity_auroc_ci_high"]
-    assert out["activity_auroc_boot"].shape == (1000,) and len(out["activity_keys"]) == 8  # 8 conditions

@@ -14,13 +14,8 @@ Two measures, computed on the same held-out tiles for every model:
   same treatment in every replica, so whatever predicts the replica there is batch effect: lower
   is more batch-invariant. (Treated tiles would confound replica with dose in a screen where each
   replica carries one dose.)
-* :func:`screen_activity`: the paper's own ablation measure (its Table 1 / Fig. 2A compare the
-  models by phenotypic-activity mAP): every tile of the screen (pre-training and holdout plates:
-  the labels never reach pre-training) averaged into well profiles, MAD-robustized per plate ×
-  timepoint against DMSO, then mAP / mAP-ES per compound × dose × timepoint
-  (:func:`lcd_core.profiling.activity.compute_activity`). Reported: the mean mAP over compound-conditions
-  and, on a synthetic screen, the AUROC of mAP-ES against the planted activity. Far less noisy
-  than tile-level retrieval: hundreds of conditions instead of ten held-out compounds.
+* the paper's own ablation measure, phenotypic activity over the whole screen, is
+  :func:`lcd_core.pipeline.ablation.screen_activity`: it runs the platform's downstream chain.
 """
 
 from __future__ import annotations
@@ -33,7 +28,7 @@ import polars as pl
 from lcd_core.profiling.average_precision import average_precision, cosine_similarity_matrix
 from lcd_core.ssl.sampler import CONTROL_ROLE
 
-__all__ = ["screen_activity", "bootstrap_auroc", "compound_retrieval_map", "compound_retrieval_aps", "bootstrap_ci",
+__all__ = ["bootstrap_auroc", "compound_retrieval_map", "compound_retrieval_aps", "bootstrap_ci",
            "replica_predictability", "evaluate_embedding", "AblationScores", "heldout_layouts", "collapse_stats"]
 
 
@@ -193,57 +188,6 @@ def collapse_stats(embeddings: np.ndarray) -> dict[str, float]:
     erank = float(np.exp(-(q * np.log(np.clip(q, 1e-12, None))).sum()))
     return {"embed_std": float(z.std(0).mean()), "embed_std_iso": 1.0 / float(np.sqrt(z.shape[1])),
             "effective_rank": erank}
-
-
-_WELL_KEYS = ["plate", "timepoint", "well", "replica", "layout", "dose", "compound", "moa", "role"]
-
-
-def screen_activity(embeddings: np.ndarray, table: pl.DataFrame, truth: pl.DataFrame | None = None, *,
-                    n_draws: int = 200, seed: int = 0) -> dict[str, float | int | None]:
-    """Phenotypic activity of a whole screen's tiles under one embedding (module docstring).
-
-    Parameters
-    ----------
-    embeddings, table
-        One row per tile; ``table`` has the lineage columns plate, timepoint, well, replica,
-        layout, dose, compound, moa, role.
-    truth
-        The generator's ``conditions.parquet`` (compound, dose, timepoint, truly_active), or None.
-
-    Returns
-    -------
-    dict
-        ``activity_map`` (mean mAP over scorable compound-conditions), ``activity_auroc`` (mAP-ES
-        vs truth; None without truth), ``activity_conditions`` (compound-conditions scored).
-    """
-    from lcd_core.profiling.activity import compute_activity
-    from lcd_core.embedding.inference import aggregate_embeddings
-    from lcd_core.ground_truth import activity_against_truth
-    from lcd_core.profiling.normalize import normalize
-    from lcd_core.profiling.profiles import to_cytomining
-
-    _check(embeddings, table, _WELL_KEYS)
-    tiles = table.select(_WELL_KEYS).with_columns(
-        pl.Series("embedding", embeddings.astype(np.float32), dtype=pl.Array(pl.Float32, embeddings.shape[1])))
-    wells = to_cytomining(aggregate_embeddings(tiles, by=_WELL_KEYS))
-    act = compute_activity(normalize(wells, "mad").profiles, n_draws=n_draws, seed=seed).activity
-    act = act.with_columns(pl.col("dose").cast(pl.String), pl.col("timepoint").cast(pl.String))
-    scored = act.filter(pl.col("map_mean").is_finite())
-    out: dict = {"activity_map": float(scored["map_mean"].mean()) if scored.height else float("nan"),
-                 "activity_auroc": None, "activity_auroc_ci_low": None, "activity_auroc_ci_high": None,
-                 "activity_conditions": int(scored.height)}
-    if truth is not None:
-        out["activity_auroc"] = activity_against_truth(act, truth)["auroc"]
-        keys = ["compound", "dose", "timepoint"]
-        both = act.filter(pl.col("map_es").is_finite()).join(
-            truth.select(*keys, "truly_active"), on=keys).sort(keys)
-        boot = bootstrap_auroc(both["map_es"].to_numpy(), both["truly_active"].to_numpy(), seed=seed)
-        if boot.size:
-            out["activity_auroc_ci_low"], out["activity_auroc_ci_high"] = (float(q) for q in
-                                                                            np.nanquantile(boot, [0.025, 0.975]))
-        out["activity_auroc_boot"] = boot
-        out["activity_keys"] = tuple(map(tuple, both.select(keys).rows()))
-    return out
 
 
 def bootstrap_auroc(scores: np.ndarray, labels: np.ndarray, n: int = 1000, seed: int = 0) -> np.ndarray:
