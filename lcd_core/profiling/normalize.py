@@ -25,13 +25,14 @@ Methods (``METHODS``)
     run on the features themselves (no PCA first), as the paper does on the 384-d embeddings.
 ``"fastmnn"``
     Our implementation of fastMNN (Haghverdi et al. 2018; batchelor's ``fastMNN``), see
-    :func:`fastmnn`: cosine-normalise rows, PCA (``mnn_npcs`` components, each batch weighted
-    equally), then merge batches (``mnn_batch``, sorted order) one by one into the growing
-    reference: mutual nearest neighbours (k = ``mnn_k``) between reference and batch, one
-    correction vector per MNN pair (reference − batch), averaged per paired batch row, smoothed to
-    every batch row with a Gaussian kernel on PC-space distance (bandwidth ``mnn_sigma``:
-    ``w = exp(−d² / sigma)``, normalised per row, computed in log space so it never underflows to
-    all-zero). Output features are the corrected PCs, columns ``mnn_000`` …
+    :func:`~lcd_core.profiling.batch_correction.fastmnn`: cosine-normalise rows, PCA
+    (``mnn_npcs`` components, each batch weighted equally), then merge batches (``mnn_batch``,
+    sorted order) one by one into the growing reference: mutual nearest neighbours (k = ``mnn_k``)
+    between reference and batch, one correction vector per MNN pair (reference − batch), averaged
+    per paired batch row, smoothed to every batch row with a Gaussian kernel on PC-space distance
+    (bandwidth ``mnn_sigma``: ``w = exp(−d² / sigma)``, normalised per row, computed in log space
+    so it never underflows to all-zero). Output features are the corrected PCs, columns
+    ``mnn_000`` …
 ``"mad_harmony_fov"``
     The paper's best: ``"mad"`` per measurement, concatenate, then Harmony with the replica and
     the FOV index only (``harmony_vars`` default ``("Metadata_replica", "Metadata_field")``).
@@ -68,6 +69,10 @@ Decisions (documented policy)
   feature are removed and counted per group in ``diagnostics["n_dropped_rows"]``.
 * **Output.** A new frame, same ``Metadata_*`` columns and row order (minus dropped rows),
   features as Float64. Normalization is deterministic for a given ``seed``.
+
+The array-level steps live by family: :mod:`lcd_core.profiling.mad` (MAD, sphering) and
+:mod:`lcd_core.profiling.batch_correction` (Harmony, fastMNN); this module is the frame-level
+interface, its checks and diagnostics.
 """
 
 from __future__ import annotations
@@ -78,21 +83,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from lcd_core.profiling.batch_correction import fastmnn, harmony
+from lcd_core.profiling.mad import mad_robustize, spherize
 from lcd_core.profiling.profiles import feature_columns
 
 METHODS = ("none", "mad", "harmony", "fastmnn", "mad_harmony_fov", "mad_spherize")
-MAD_SCALE = 1.4826
+_MAD_METHODS = ("mad", "mad_harmony_fov", "mad_spherize")
 
-__all__ = [
-    "METHODS",
-    "NormalizationResult",
-    "normalize",
-    "mad_robustize",
-    "harmony",
-    "fastmnn",
-    "to_wells",
-    "spherize",
-]
+__all__ = ["METHODS", "NormalizationResult", "normalize", "to_wells", "normalize_to_wells"]
 
 
 @dataclass
@@ -173,11 +171,6 @@ def _check_finite(df: pl.DataFrame, X: np.ndarray, feats: list[str], policy: str
     )
 
 
-def _mad(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    med = np.median(x, axis=0)
-    return med, np.median(np.abs(x - med), axis=0)
-
-
 def _n_control_wells(df: pl.DataFrame, ctrl: np.ndarray) -> int:
     if "Metadata_well" in df.columns:
         return df.filter(pl.Series(ctrl)).select(
@@ -186,200 +179,120 @@ def _n_control_wells(df: pl.DataFrame, ctrl: np.ndarray) -> int:
     return int(ctrl.sum())
 
 
+def _warn(notes: list[str], msg: str) -> None:
+    """Warn (attributed to :func:`normalize`'s caller) and keep the remark in ``notes``."""
+    warnings.warn(msg, stacklevel=4)
+    notes.append(msg)
+
+
 # ----------------------------------------------------------------------------------------------
-# methods on arrays
+# the steps of normalize
 
 
-def mad_robustize(
-    X: np.ndarray,
-    groups: np.ndarray,
-    is_control: np.ndarray,
-    *,
-    mad_floor: float = 1e-2,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-group robust z-score against the group's control rows (array level).
+@dataclass
+class _Input:
+    """The rows :func:`normalize` works on (after the non-finite policy) and their groups."""
 
-    Parameters
-    ----------
-    X
-        (n, d) features.
-    groups
-        (n,) integer group id (e.g. plate × timepoint).
-    is_control
-        (n,) bool, control (DMSO) rows.
-    mad_floor
-        Floor of each group's scale as a fraction of the pooled control scale (see module doc).
-
-    Returns
-    -------
-    Z, keep_features, n_floored
-        ``Z`` (n, d_kept) float64; ``keep_features`` (d,) bool; ``n_floored`` (n_groups,) features
-        floored per group.
-    """
-    X = np.asarray(X, dtype=np.float64)
-    ctrl = np.asarray(is_control, bool)
-    if not ctrl.any():
-        raise ValueError("no control rows: MAD normalization needs DMSO (negative_control) rows")
-    pmed, pmad = _mad(X[ctrl])
-    pooled = MAD_SCALE * pmad
-    zero = pooled == 0
-    if zero.any():
-        pooled[zero] = X[ctrl][:, zero].std(axis=0)
-    keep = pooled > 0
-    X = X[:, keep]
-    floor = mad_floor * pooled[keep]
-    ng = int(groups.max()) + 1 if groups.size else 0
-    Z = np.empty_like(X)
-    n_floored = np.zeros(ng, np.int64)
-    for g in range(ng):
-        rows = groups == g
-        c = rows & ctrl
-        med, mad = _mad(X[c])
-        scale = MAD_SCALE * mad
-        low = scale < floor
-        n_floored[g] = int(low.sum())
-        scale = np.where(low, floor, scale)
-        Z[rows] = (X[rows] - med) / scale
-    return Z, keep, n_floored
+    df: pl.DataFrame  # kept rows
+    X: np.ndarray  # (n, d) float64 features of the kept rows
+    feats: list[str]
+    groups: np.ndarray  # (n,) group id (``group_cols``)
+    keys: pl.DataFrame  # one row per group, in id order (groups of dropped rows included)
+    is_ctrl: np.ndarray  # (n,) bool, control rows
+    n_ctrl: np.ndarray  # (n_groups,) distinct control wells
+    dropped_rows: np.ndarray  # (n_groups,) rows removed by nan_policy="drop"
+    notes: list[str]
 
 
-def harmony(
-    X: np.ndarray,
-    meta,
-    vars_use: list[str],
-    *,
-    seed: int = 0,
-    **kwargs,
-) -> np.ndarray:
-    """harmonypy's ``run_harmony`` on ``X`` (n, d); returns the corrected (n, d) matrix.
-
-    ``meta`` is a pandas frame or dict of arrays holding ``vars_use``. ``Z_corr`` is n × d in
-    harmonypy 2.x and d × n in 0.0.x: both are handled.
-    """
-    import harmonypy
-
-    X = np.ascontiguousarray(X, dtype=np.float64)
-    n, d = X.shape
-    meta = {v: np.asarray(meta[v]).astype(str) for v in vars_use}
-    # a variable with one level carries nothing to correct; harmonypy would still run
-    kw = dict(verbose=False, random_state=seed)
-    kw.update(kwargs)
-    h = harmonypy.run_harmony(X, meta, list(vars_use), **kw)
-    Z = np.asarray(h.Z_corr, dtype=np.float64)
-    if Z.shape == (n, d):
-        return Z
-    if Z.shape == (d, n):
-        return Z.T.copy()
-    raise RuntimeError(f"unexpected harmonypy Z_corr shape {Z.shape} for data {X.shape}")
+def _prepare(profiles: pl.DataFrame, features: list[str] | None, group_cols: tuple[str, ...],
+             control_col: str, control_value: str, nan_policy: str) -> _Input:
+    """Features, non-finite policy, MAD groups and control rows of ``profiles``."""
+    feats = list(features) if features is not None else feature_columns(profiles)
+    if not feats:
+        raise ValueError("profiles have no feature columns")
+    X = profiles.select(feats).to_numpy().astype(np.float64)
+    keep_rows = _check_finite(profiles, X, feats, nan_policy)
+    all_groups, keys = _group_codes(profiles, group_cols)
+    dropped_rows = np.bincount(all_groups[~keep_rows], minlength=keys.height)
+    df = profiles.filter(pl.Series(keep_rows)) if not keep_rows.all() else profiles
+    groups = all_groups[keep_rows]
+    notes: list[str] = []
+    if (~keep_rows).any():
+        notes.append(f"dropped {int((~keep_rows).sum())} row(s) with non-finite features")
+    if control_col not in df.columns:
+        raise KeyError(f"control column {control_col!r} not in profiles")
+    is_ctrl = (df[control_col] == control_value).fill_null(False).to_numpy()
+    n_ctrl = np.array([_n_control_wells(df, (groups == g) & is_ctrl) for g in range(keys.height)],
+                      dtype=np.int64)
+    return _Input(df, X[keep_rows], feats, groups, keys, is_ctrl, n_ctrl, dropped_rows, notes)
 
 
-def spherize(X: np.ndarray, is_control: np.ndarray, *, epsilon: float = 1e-6) -> np.ndarray:
-    """ZCA-cor sphering of ``X`` fitted on its control rows (pycytominer's ``Spherize``).
-
-    Parameters
-    ----------
-    X
-        (n, d) features (e.g. MAD-robustized).
-    is_control
-        (n,) bool, the rows the transform is fitted on (DMSO).
-    epsilon
-        Added to the singular values (pycytominer's default 1e-6).
-
-    Returns
-    -------
-    numpy.ndarray
-        (n, d) float64: the control rows have identity correlation afterwards.
-    """
-    import pandas as pd
-    from pycytominer.operations.transform import Spherize
-
-    ctrl = np.asarray(is_control, dtype=bool)
-    if ctrl.sum() < 3:
-        raise ValueError(f"sphering needs ≥ 3 control rows, got {int(ctrl.sum())}")
-    spherer = Spherize(epsilon=epsilon, method="ZCA-cor", return_numpy=True)
-    spherer.fit(pd.DataFrame(X[ctrl]))
-    return np.asarray(spherer.transform(pd.DataFrame(X)), dtype=np.float64)
+def _require_controls(inp: _Input, group_cols: tuple[str, ...], min_controls: int,
+                      control_value: str) -> None:
+    """``ValueError`` naming every MAD group with fewer than ``min_controls`` control wells."""
+    low = np.flatnonzero(inp.n_ctrl < min_controls)
+    if not low.size:
+        return
+    named = [
+        ", ".join(f"{c[9:] if c.startswith('Metadata_') else c}={inp.keys[c][int(g)]}"
+                  for c in group_cols) + f" ({inp.n_ctrl[g]} control wells)"
+        for g in low
+    ]
+    raise ValueError(
+        f"MAD normalization needs ≥ {min_controls} {control_value} wells per "
+        f"{' × '.join(group_cols)}; too few in: {named}"
+    )
 
 
-def _cosine_normalise(X: np.ndarray) -> np.ndarray:
-    nrm = np.linalg.norm(X, axis=1, keepdims=True)
-    if np.any(nrm == 0):
-        raise ValueError(f"{int((nrm == 0).sum())} all-zero profile row(s): cosine norm undefined")
-    return X / nrm
+def _mad_step(inp: _Input, mad_floor: float,
+              control_value: str) -> tuple[np.ndarray, list[str], np.ndarray, list[str]]:
+    """MAD per group: the robustized features, kept feature names, floored counts, dropped."""
+    # rows of a group absent after dropping are impossible here (n_ctrl ≥ min_controls)
+    Z, keepf, n_floored = mad_robustize(inp.X, inp.groups, inp.is_ctrl, mad_floor=mad_floor)
+    dropped = [f for f, k in zip(inp.feats, keepf) if not k]
+    if dropped:
+        _warn(inp.notes, f"{len(dropped)} feature(s) constant over all {control_value} rows "
+                         f"dropped: {dropped[:10]}{' …' if len(dropped) > 10 else ''}")
+    return Z, [f for f, k in zip(inp.feats, keepf) if k], n_floored, dropped
 
 
-def _knn(A: np.ndarray, B: np.ndarray, k: int) -> np.ndarray:
-    """Indices (len(A), k) of the k nearest rows of B to each row of A (Euclidean)."""
-    d2 = (A * A).sum(1)[:, None] - 2 * A @ B.T + (B * B).sum(1)[None, :]
-    k = min(k, B.shape[0])
-    idx = np.argpartition(d2, k - 1, axis=1)[:, :k]
-    return idx
+def _harmony_step(inp: _Input, X: np.ndarray, method: str, harmony_vars: tuple[str, ...],
+                  seed: int, harmony_kwargs: dict | None) -> np.ndarray:
+    """Harmony on ``X`` with the ``harmony_vars`` present (absent ones skipped and noted)."""
+    df = inp.df
+    if method == "mad_harmony_fov" and "Metadata_field" not in df.columns:
+        raise ValueError(
+            "mad_harmony_fov needs FOV-level rows with a Metadata_field column "
+            "(use fov_embeddings); average to wells afterwards with to_wells()"
+        )
+    vars_use = [v for v in harmony_vars if v in df.columns]
+    skipped = [v for v in harmony_vars if v not in df.columns]
+    if skipped:
+        _warn(inp.notes, f"Harmony variables {skipped} not in profiles: skipped")
+    if not vars_use:
+        raise ValueError(f"none of the Harmony variables {list(harmony_vars)} is in profiles")
+    meta = {v: df[v].cast(pl.Utf8).fill_null("∅").to_numpy() for v in vars_use}
+    return harmony(X, meta, vars_use, seed=seed, **(harmony_kwargs or {}))
 
 
-def fastmnn(
-    X: np.ndarray,
-    batches: np.ndarray,
-    *,
-    k: int = 20,
-    n_pcs: int = 50,
-    sigma: float = 0.1,
-) -> np.ndarray:
-    """fastMNN on ``X`` (n, d) with batch labels ``batches`` (n,); returns corrected PCs.
+def _fastmnn_step(df: pl.DataFrame, X: np.ndarray, batch: str, k: int, n_pcs: int,
+                  sigma: float) -> tuple[np.ndarray, list[str]]:
+    """fastMNN over the ``batch`` column: corrected PCs and their names ``mnn_000`` …"""
+    if batch not in df.columns:
+        raise KeyError(f"fastMNN batch column {batch!r} not in profiles")
+    X = fastmnn(X, df[batch].cast(pl.Utf8).to_numpy(), k=k, n_pcs=n_pcs, sigma=sigma)
+    return X, [f"mnn_{i:03d}" for i in range(X.shape[1])]
 
-    1. Rows are L2 (cosine) normalised.
-    2. PCA with each batch weighted equally (rows centred on the mean of batch means, each
-       batch's rows scaled by 1/sqrt(n_batch) for the SVD), ``min(n_pcs, n-1, d)`` components;
-       every row is projected.
-    3. Batches (sorted labels) are merged in order into the reference (the first batch, then the
-       growing corrected union). For batch B: mutual nearest neighbours between reference R and
-       B (k nearest each way, ``k`` capped at the smaller side); correction of pair (r, b) is
-       ``R[r] − B[b]``; averaged per paired row b; then every row of B gets the Gaussian-weighted
-       mean of those per-row corrections, weights ``exp(−‖B[i] − B[b]‖² / sigma)`` over the paired
-       rows b (normalised per row, log-space). A batch without any MNN pair is left unchanged.
 
-    Batchelor's orthogonalisation against the batch vector and automatic merge order are not
-    implemented.
-    """
-    X = _cosine_normalise(np.asarray(X, dtype=np.float64))
-    labels, b = np.unique(np.asarray(batches).astype(str), return_inverse=True)
-    n, d = X.shape
-    mu = np.mean([X[b == i].mean(0) for i in range(len(labels))], axis=0)
-    Xc = X - mu
-    w = 1.0 / np.sqrt(np.bincount(b)[b])
-    npc = int(max(1, min(n_pcs, n - 1, d)))
-    _, _, vt = np.linalg.svd(Xc * w[:, None], full_matrices=False)
-    P = Xc @ vt[:npc].T
-    out = P.copy()
-    order = list(range(len(labels)))
-    ref_rows = np.flatnonzero(b == order[0])
-    for bi in order[1:]:
-        rows = np.flatnonzero(b == bi)
-        R, B = out[ref_rows], P[rows]
-        kk = max(1, min(k, len(ref_rows), len(rows)))
-        nn_b2r = _knn(B, R, kk)           # for each B row, its k nearest R rows
-        nn_r2b = _knn(R, B, kk)
-        r_has = np.zeros((len(ref_rows), len(rows)), bool)
-        r_has[np.repeat(np.arange(len(ref_rows)), kk), nn_r2b.ravel()] = True
-        bi_idx = np.repeat(np.arange(len(rows)), kk)
-        ri_idx = nn_b2r.ravel()
-        mutual = r_has[ri_idx, bi_idx]
-        pb, pr = bi_idx[mutual], ri_idx[mutual]
-        if pb.size:
-            corr = R[pr] - B[pb]
-            paired = np.unique(pb)
-            csum = np.zeros((len(rows), P.shape[1]))
-            np.add.at(csum, pb, corr)
-            cnt = np.bincount(pb, minlength=len(rows))
-            vec = csum[paired] / cnt[paired, None]
-            Bp = B[paired]
-            d2 = (B * B).sum(1)[:, None] - 2 * B @ Bp.T + (Bp * Bp).sum(1)[None, :]
-            logw = -np.maximum(d2, 0) / sigma
-            logw -= logw.max(axis=1, keepdims=True)
-            wts = np.exp(logw)
-            wts /= wts.sum(axis=1, keepdims=True)
-            out[rows] = B + wts @ vec
-        ref_rows = np.concatenate([ref_rows, rows])
-    return out
+def _diagnostics(inp: _Input, n_floored: np.ndarray, n_dropped: int) -> pl.DataFrame:
+    """One row per group: rows, control wells, floored and dropped features, dropped rows."""
+    return inp.keys.with_columns(
+        pl.Series("n_rows", np.bincount(inp.groups, minlength=inp.keys.height), dtype=pl.Int64),
+        pl.Series("n_controls", inp.n_ctrl, dtype=pl.Int64),
+        pl.Series("n_floored", n_floored, dtype=pl.Int64),
+        pl.lit(n_dropped, dtype=pl.Int64).alias("n_dropped"),
+        pl.Series("n_dropped_rows", inp.dropped_rows, dtype=pl.Int64),
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -420,118 +333,40 @@ def normalize(
         Which rows are the negative controls (DMSO).
     group_cols
         The MAD unit (a measurement: plate × timepoint); also the diagnostics' rows.
-    harmony_vars
-        Harmony batch variables (``harmony`` and ``mad_harmony_fov``); absent ones are skipped
-        with a warning, except ``Metadata_field`` for ``mad_harmony_fov`` (required).
-    harmony_kwargs
-        Extra ``harmonypy.run_harmony`` arguments (theta, max_iter_harmony, ncores, …).
+    harmony_vars, harmony_kwargs
+        Harmony batch variables (``harmony`` and ``mad_harmony_fov``; absent ones are skipped
+        with a warning, except ``Metadata_field`` for ``mad_harmony_fov``: required) and extra
+        ``harmonypy.run_harmony`` arguments (theta, max_iter_harmony, ncores, …).
     mnn_batch, mnn_k, mnn_npcs, mnn_sigma
         fastMNN batch column, neighbours, PCs and kernel bandwidth.
-    min_controls
-        Minimum distinct control wells per MAD group (``ValueError`` naming the groups if fewer).
-    mad_floor
-        Scale floor as a fraction of the pooled control scale (zero-MAD policy, module doc).
+    min_controls, mad_floor
+        Minimum distinct control wells per MAD group (``ValueError`` naming the groups if fewer);
+        scale floor as a fraction of the pooled control scale (zero-MAD policy, module doc).
     nan_policy
         ``"raise"`` or ``"drop"`` for rows with NaN/inf features.
-    seed
-        Harmony's random state.
-    spherize_epsilon
-        ``mad_spherize``: pycytominer ``Spherize``'s epsilon (added to the singular values).
+    seed, spherize_epsilon
+        Harmony's random state; ``mad_spherize``'s pycytominer ``Spherize`` epsilon.
     """
     if method not in METHODS:
         raise ValueError(f"unknown normalization method {method!r}; known: {METHODS}")
-    feats = list(features) if features is not None else feature_columns(profiles)
-    if not feats:
-        raise ValueError("profiles have no feature columns")
-    meta_cols = [c for c in profiles.columns if c not in set(feats)]
-    X = profiles.select(feats).to_numpy().astype(np.float64)
-    keep_rows = _check_finite(profiles, X, feats, nan_policy)
-    all_groups, all_keys = _group_codes(profiles, group_cols)
-    dropped_rows = np.bincount(all_groups[~keep_rows], minlength=all_keys.height)
-    df = profiles.filter(pl.Series(keep_rows)) if not keep_rows.all() else profiles
-    X = X[keep_rows]
-    groups = all_groups[keep_rows]
-    notes: list[str] = []
-    if (~keep_rows).any():
-        notes.append(f"dropped {int((~keep_rows).sum())} row(s) with non-finite features")
-    if control_col not in df.columns:
-        raise KeyError(f"control column {control_col!r} not in profiles")
-    is_ctrl = (df[control_col] == control_value).fill_null(False).to_numpy()
-
-    ng = all_keys.height
-    n_rows = np.bincount(groups, minlength=ng)
-    n_ctrl = np.array(
-        [_n_control_wells(df, (groups == g) & is_ctrl) for g in range(ng)], dtype=np.int64
-    )
-    n_floored = np.zeros(ng, np.int64)
-    dropped: list[str] = []
-    out_feats = feats
-
-    if method in ("mad", "mad_harmony_fov", "mad_spherize"):
-        low = np.flatnonzero(n_ctrl < min_controls)
-        if low.size:
-            named = [
-                ", ".join(f"{c[9:] if c.startswith('Metadata_') else c}={all_keys[c][int(g)]}"
-                          for c in group_cols) + f" ({n_ctrl[g]} control wells)"
-                for g in low
-            ]
-            raise ValueError(
-                f"MAD normalization needs ≥ {min_controls} {control_value} wells per "
-                f"{' × '.join(group_cols)}; too few in: {named}"
-            )
-        # rows of a group absent after dropping are impossible here (n_ctrl ≥ min_controls)
-        Z, keepf, n_floored = mad_robustize(X, groups, is_ctrl, mad_floor=mad_floor)
-        dropped = [f for f, k in zip(feats, keepf) if not k]
-        if dropped:
-            msg = (f"{len(dropped)} feature(s) constant over all {control_value} rows dropped: "
-                   f"{dropped[:10]}{' …' if len(dropped) > 10 else ''}")
-            warnings.warn(msg, stacklevel=2)
-            notes.append(msg)
-        out_feats = [f for f, k in zip(feats, keepf) if k]
-        X = Z
-
+    inp = _prepare(profiles, features, group_cols, control_col, control_value, nan_policy)
+    X, feats, n_floored, dropped = inp.X, inp.feats, np.zeros(inp.keys.height, np.int64), []
+    if method in _MAD_METHODS:
+        _require_controls(inp, group_cols, min_controls, control_value)
+        X, feats, n_floored, dropped = _mad_step(inp, mad_floor, control_value)
     if method in ("harmony", "mad_harmony_fov"):
-        if method == "mad_harmony_fov" and "Metadata_field" not in df.columns:
-            raise ValueError(
-                "mad_harmony_fov needs FOV-level rows with a Metadata_field column "
-                "(use fov_embeddings); average to wells afterwards with to_wells()"
-            )
-        vars_use = [v for v in harmony_vars if v in df.columns]
-        skipped = [v for v in harmony_vars if v not in df.columns]
-        if skipped:
-            msg = f"Harmony variables {skipped} not in profiles: skipped"
-            warnings.warn(msg, stacklevel=2)
-            notes.append(msg)
-        if not vars_use:
-            raise ValueError(f"none of the Harmony variables {list(harmony_vars)} is in profiles")
-        meta = {v: df[v].cast(pl.Utf8).fill_null("∅").to_numpy() for v in vars_use}
-        X = harmony(X, meta, vars_use, seed=seed, **(harmony_kwargs or {}))
-
+        X = _harmony_step(inp, X, method, harmony_vars, seed, harmony_kwargs)
     if method == "mad_spherize":
-        X = spherize(X, is_ctrl, epsilon=spherize_epsilon)
-
+        X = spherize(X, inp.is_ctrl, epsilon=spherize_epsilon)
     if method == "fastmnn":
-        if mnn_batch not in df.columns:
-            raise KeyError(f"fastMNN batch column {mnn_batch!r} not in profiles")
-        X = fastmnn(X, df[mnn_batch].cast(pl.Utf8).to_numpy(), k=mnn_k, n_pcs=mnn_npcs,
-                    sigma=mnn_sigma)
-        out_feats = [f"mnn_{i:03d}" for i in range(X.shape[1])]
-
+        X, feats = _fastmnn_step(inp.df, X, mnn_batch, mnn_k, mnn_npcs, mnn_sigma)
     if not np.isfinite(X).all():  # defensive: every path above is finite by construction
         raise RuntimeError(f"normalization {method!r} produced non-finite values")
-
-    out = pl.concat(
-        [df.select(meta_cols), pl.DataFrame(X, schema=out_feats, orient="row")],
-        how="horizontal",
-    )
-    diag = all_keys.with_columns(
-        pl.Series("n_rows", n_rows, dtype=pl.Int64),
-        pl.Series("n_controls", n_ctrl, dtype=pl.Int64),
-        pl.Series("n_floored", n_floored, dtype=pl.Int64),
-        pl.lit(len(dropped), dtype=pl.Int64).alias("n_dropped"),
-        pl.Series("n_dropped_rows", dropped_rows, dtype=pl.Int64),
-    )
-    return NormalizationResult(out, method, out_feats, diag, dropped, notes)
+    meta_cols = [c for c in inp.df.columns if c not in set(inp.feats)]
+    out = pl.concat([inp.df.select(meta_cols), pl.DataFrame(X, schema=feats, orient="row")],
+                    how="horizontal")
+    return NormalizationResult(out, method, feats, _diagnostics(inp, n_floored, len(dropped)),
+                               dropped, inp.notes)
 
 
 def to_wells(
