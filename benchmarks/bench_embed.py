@@ -34,7 +34,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lcd_core.embedding.inference import cpu_has_native_bf16, embed_tiles, resolve_device, resolve_dtype  # noqa: E402
-from lcd_core.tiles.tiling import TileConfig, tile_fov  # noqa: E402
+from lcd_core.tiles.grid import tile_fov  # noqa: E402
+from lcd_core.tiles.preprocess import TileConfig  # noqa: E402
 from lcd_core.embedding.vit import create_vit  # noqa: E402
 
 GFLOP_PER_TILE_224 = 9.2  # ViT-S/16 forward at 224 px (multiply-add = 2 FLOP), as in the brief

@@ -5,7 +5,7 @@ will measure. The annotation set is therefore rendered by the synthetic generato
 formation (:func:`lcd_core.synth.screen.render_planes`) from populations whose morphology knobs are
 drawn independently from broad ranges (:func:`random_phenotype`): no MoA program, no compound;
 a quarter of the FOVs are drawn in the large-cell regime, the hard case of long rays.
-Each FOV is preprocessed like a tile (:func:`lcd_core.tiles.tiling.preprocess_stack`); each live nucleus
+Each FOV is preprocessed like a tile (:func:`lcd_core.tiles.preprocess.preprocess_stack`); each live nucleus
 gives a crop, jittered by the error of nucleus detection, labelled with the ray lengths to its
 cell's ellipse and to its own; dead cells and random background positions are the negatives of the
 live-nucleus logit.
@@ -27,8 +27,8 @@ from lcd_core.cells.raynet import THETA, RayNet, nucleus_crops
 from lcd_core.synth import cells as cellmod
 from lcd_core.synth import optics
 from lcd_core.synth.design import ScreenSpec, make_spec
-from lcd_core.synth.screen import draw_specks, render_planes
-from lcd_core.tiles.tiling import TileConfig, preprocess_stack
+from lcd_core.synth.fov import draw_specks, render_planes
+from lcd_core.tiles.preprocess import TileConfig, preprocess_stack
 
 __all__ = ["AnnotationSet", "annotation_set", "fit_segmentation", "random_phenotype", "rays_to_ellipse",
            "render_annotated_fov", "train_raynet", "validate_raynet"]

@@ -1,7 +1,7 @@
 """Batch inference of the ViT backbone on tiles, and tile → FOV → well aggregation.
 
 Input: tiles ``(n, 3, T, T)`` float (float16 or float32) in [0, 1] per plane (from
-:func:`lcd_core.tiles.tiling.tile_fov`), either one array (a NumPy ``memmap`` works: it is read batch by
+:func:`lcd_core.tiles.grid.tile_fov`), either one array (a NumPy ``memmap`` works: it is read batch by
 batch) or any iterable of such arrays of any sizes (e.g. one per FOV). They are re-batched to
 ``batch_size``, normalised with ``(x − 0.5) / 0.25`` (:data:`lcd_core.embedding.vit.INPUT_MEAN` /
 ``INPUT_STD``) and fed to the model under ``torch.inference_mode()``. Output: the model's forward

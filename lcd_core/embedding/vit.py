@@ -17,7 +17,7 @@ The weights load with plain timm (no lcd code needed)::
 ``custom_load=False`` and ``num_classes=0`` in the overlay explicitly so older/newer timm versions
 neither try the original ``.npz`` loader nor look for a classifier head.)
 
-Input convention: tiles are float in [0, 1] per plane (see :mod:`lcd_core.tiles.tiling`); the model sees
+Input convention: tiles are float in [0, 1] per plane (see :mod:`lcd_core.tiles.preprocess`); the model sees
 ``(x − INPUT_MEAN) / INPUT_STD`` = ``(x − 0.5) / 0.25`` on every channel (a [0, 1] tile maps to
 [−2, 2], and a percentile-normalised brightfield tile has roughly zero mean and unit-ish std).
 Training code must use :func:`normalize_input` too.

@@ -3,7 +3,7 @@
 A tile source is a tile table (polars; one row per tile with at least ``compound``, ``dose``,
 ``timepoint``, ``replica``, ``plate`` for cross-batch sampling) plus random access to the tile
 arrays by row index: ``load(i)`` → ``(3, T, T)`` float32 in [0, 1] (planes as channels, as
-:mod:`lcd_core.tiles.tiling` writes them). The sampler picks row indices; the trainer loads them.
+:mod:`lcd_core.tiles.grid` writes them). The sampler picks row indices; the trainer loads them.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class TileBank:
 
     Training re-reads tiles thousands of times; decoding TIFFs and re-tiling each time would cost
     more than the model step on a CPU, so the pre-training asset writes the kept tiles once.
-    float16 is what :mod:`lcd_core.tiles.tiling` produces, so the bank is exact; reading is lazy, so a
+    float16 is what :mod:`lcd_core.tiles.grid` produces, so the bank is exact; reading is lazy, so a
     bank larger than memory still trains.
     """
 

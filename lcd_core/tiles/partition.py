@@ -16,7 +16,8 @@ from lcd_core.io.inbox import MeasurementTimepoint
 from lcd_core.io.phenix import Measurement, PhenixError
 from lcd_core.io.planes import read_plane
 from lcd_core.io.platemap import Screen
-from lcd_core.tiles.tiling import TileConfig, tile_fov
+from lcd_core.tiles.grid import tile_fov
+from lcd_core.tiles.preprocess import TileConfig
 
 LINEAGE = ["plate", "timepoint", "replica", "layout", "dose", "barcode"]
 WELL_META = ["compound", "moa", "role"]
