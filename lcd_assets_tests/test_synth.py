@@ -13,14 +13,9 @@ import tifffile
 from scipy import ndimage as ndi
 
 from lcd_core.synth import generate_screen, make_spec, render_masks
-from lcd_core.synth.design import (
-    _MOA_CORE,
-    MOAS,
-    holdout_layout_keys,
-    make_compounds,
-    make_layouts,
-    training_layout_keys,
-)
+from lcd_core.synth.compounds import _MOA_CORE, make_compounds
+from lcd_core.synth.design import MOAS
+from lcd_core.synth.plates import holdout_layout_keys, make_layouts, training_layout_keys
 
 NS = "{http://www.perkinelmer.com/PEHH/HarmonyV5}"
 

@@ -12,9 +12,12 @@ the same ten MoA classes on their own layouts after the training layouts, one li
 unknown MoA); compounds.csv marks membership in its ``set`` column, the truth in ``set`` /
 ``moa_listed`` of ``compounds.parquet``.
 
-Modules: ``design`` (knobs, presets, compounds, layouts, plates, batch effects), ``cells``
-(populations and MoA morphology programs), ``optics`` (brightfield image formation), ``truth``
-(ground-truth schemas, activity rule, ``render_masks``), ``screen`` (orchestration).
+Modules: ``design`` (MoA classes, knobs, presets), ``compounds`` (compounds, SMILES, dose-time
+response), ``plates`` (layouts, plates, batch effects, field positions), ``cells`` (populations and
+MoA morphology programs), ``optics`` (brightfield image formation), ``fov`` (one field of view:
+debris, cells, focus, illumination, planes, truth rows), ``phenix_writer`` (Harmony 5 exports),
+``metadata`` (the metadata CSVs), ``truth`` (ground-truth schemas and tables, activity rule,
+``render_masks``), ``screen`` (orchestration).
 This package never imports dagster.
 """
 

@@ -1,20 +1,19 @@
-"""Screen design of a synthetic screen: knobs (``ScreenSpec``), presets, compounds, layouts, registry.
+"""Screen design of a synthetic screen: the MoA classes, every knob (``ScreenSpec``) and the presets.
 
-Everything here is deterministic for a seed and independent of the wall clock: dates are derived
-from ``ScreenSpec.reference_date``.
+The designed things are drawn by :mod:`lcd_core.synth.compounds` (compounds, SMILES, dose-time
+response) and :mod:`lcd_core.synth.plates` (layouts, plates, batch effects, field positions), each
+from its own random stream (:func:`rng_for`). Everything is deterministic for a seed and independent
+of the wall clock: dates are derived from ``ScreenSpec.reference_date``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import zlib
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
 
 import numpy as np
 
-from lcd_core.keys import dose_key, layout_key, plate_key, replica_key, well_name
 
 # --------------------------------------------------------------------------------------------
 # Mechanisms of action (SPEC.md §4.8) and their compound-name prefixes
@@ -72,68 +71,13 @@ POLY_PAIRS: tuple[tuple[str, str, str], ...] = (
 CONTROL = "DMSO"
 DMSO_SMILES = "CS(C)=O"
 
-# --------------------------------------------------------------------------------------------
-# SMILES grammar: cap + linker + MoA core + linker + tail.  Every fragment is written so that the
-# bond to its neighbour lands on an atom with a free valence (aromatic CH, aliphatic C, ring N),
-# so every concatenation is a valid, RDKit-parsable SMILES.  Compounds of one MoA share a core
-# (a chemotype), which gives the molecule encoder of MolCLIP something real to learn.
-# --------------------------------------------------------------------------------------------
-
-_MOA_CORE: dict[str, str] = {
-    "ATPase": "c1ccc2[nH]c(cc2c1)",  # indole (C5 / C2)
-    "Aurora kinase": "c1cnc(nc1)",  # 2,5-pyrimidine
-    "HDAC": "c1ccc(cc1)C=CC(=O)N",  # cinnamamide (hydroxamate-like)
-    "JAK": "c1ccc2ncnc(c2c1)",  # quinazoline
-    "HSP": "c1ccc(s1)",  # 2,5-thiophene
-    "PARP": "c1ccc2cc(ccc2c1)",  # 2,6-naphthalene
-    "protein synthesis": "C1CCN(CC1)",  # piperidine
-    "topoisomerase": "c1ccc(nc1)",  # 2,5-pyridine
-    "tubulin polymerization": "c1cc(OC)c(OC)c(c1)",  # dimethoxyphenyl (combretastatin-like)
-    "retinoid receptor agonist": "C(C)=CC=CC(C)=C",  # polyene chain (retinoid-like)
-}
-_CAPS: tuple[str, ...] = (
-    "c1ccccc1",
-    "Cc1ccc(cc1)",
-    "Fc1ccc(cc1)",
-    "Clc1ccc(cc1)",
-    "COc1ccc(cc1)",
-    "FC(F)(F)c1ccc(cc1)",
-    "c1ccncc1",
-    "C1CCOCC1",
-    "CN1CCN(CC1)",
-    "CC(C)",
-    "C1CC1",
-    "CN(C)C",
-)
-_LINKS: tuple[str, ...] = ("", "C(=O)N", "NC(=O)", "C", "O", "N", "S(=O)(=O)N", "CC", "C(=O)", "NC(=O)N")
-_TAILS: tuple[str, ...] = (
-    "C",
-    "CC",
-    "N1CCOCC1",
-    "N1CCN(C)CC1",
-    "c1ccccc1",
-    "C(F)(F)F",
-    "C(=O)O",
-    "C(=O)N",
-    "c1ccncc1",
-    "Cl",
-    "F",
-    "C#N",
-    "OC",
-    "C1CC1",
-)
-
-
-# junctions we refuse (valid SMILES, but peroxides / hydrazines / N-halogens look un-drug-like)
-_HETERO_JUNCTIONS: tuple[str, ...] = ("OO", "OF", "OCl", "NCl", "NF", "ON", "NO", "NN", "SN1", "ON1", "NN1")
-
-
 def stable_hash(*parts: object) -> int:
     """A 32-bit hash of the parts' text that is stable across processes and Python versions."""
     return zlib.crc32("\x1f".join(str(p) for p in parts).encode("utf-8"))
 
 
-def _rng(seed: int, *parts: object) -> np.random.Generator:
+def rng_for(seed: int, *parts: object) -> np.random.Generator:
+    """The random stream of one drawn thing (``parts``) of a screen with this seed."""
     return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(stable_hash(*parts),)))
 
 
@@ -402,183 +346,6 @@ def make_spec(preset: str = "demo", **overrides) -> ScreenSpec:
     return ScreenSpec(**kw)
 
 
-# --------------------------------------------------------------------------------------------
-# Compounds
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Compound:
-    """A compound and its true dose-time response.
-
-    The applied effect (0..1, fraction of the MoA's full morphology program) at dose ``d`` µM and
-    ``t`` h after dosing is ``max_effect · d^h / (d^h + ec50^h) · (1 − exp(−t / onset_h))``; a
-    polypharmacology compound applies its secondary MoA's program with its own EC50 and weight.
-    """
-
-    name: str
-    moa: str  # "" = unknown
-    smiles: str
-    ec50_um: float
-    hill: float
-    max_effect: float
-    onset_h: float
-    moa_secondary: str = ""
-    ec50_secondary_um: float = math.inf
-    max_effect_secondary: float = 0.0
-    onset_secondary_h: float = 1.0
-    is_inactive: bool = False
-    compound_set: str = "training"  # "training" or "holdout"
-    moa_hidden: bool = False  # listed with an empty moa in the metadata although ``moa`` is known
-
-    @property
-    def moa_listed(self) -> str:
-        """The MoA written to compounds.csv / layouts.csv ("" = unknown)."""
-        return "" if self.moa_hidden else self.moa
-
-    def effects(self, dose_um: float, t_h: float) -> tuple[float, float]:
-        """(primary, secondary) applied effect magnitudes at a dose and time."""
-        return (
-            _effect(dose_um, t_h, self.ec50_um, self.hill, self.max_effect, self.onset_h),
-            _effect(dose_um, t_h, self.ec50_secondary_um, self.hill, self.max_effect_secondary, self.onset_secondary_h),
-        )
-
-
-def _effect(dose: float, t: float, ec50: float, hill: float, emax: float, onset: float) -> float:
-    if emax <= 0 or not math.isfinite(ec50) or dose <= 0:
-        return 0.0
-    occ = dose**hill / (dose**hill + ec50**hill)
-    return float(emax * occ * (1.0 - math.exp(-max(t, 0.0) / onset)))
-
-
-def _smiles_for(core: str, rng: np.random.Generator, used: set[str]) -> str:
-    for _ in range(1000):
-        cap = _CAPS[rng.integers(len(_CAPS))]
-        l1 = _LINKS[rng.integers(len(_LINKS))]
-        l2 = _LINKS[rng.integers(len(_LINKS))]
-        tail = _TAILS[rng.integers(len(_TAILS))]
-        smi = f"{cap}{l1}{core}{l2}{tail}"
-        if any(bad in smi for bad in _HETERO_JUNCTIONS):
-            continue
-        if smi not in used:
-            used.add(smi)
-            return smi
-    raise RuntimeError("could not draw a distinct SMILES")  # pragma: no cover
-
-
-def make_compounds(spec: ScreenSpec, seed: int) -> list[Compound]:
-    """All compounds (no DMSO): the training set, then the holdout set (``make_holdout_compounds``).
-
-    Training set: ``compounds_per_moa`` per MoA, polypharmacology, inactive.  Potencies are spread
-    evenly (with jitter) over ``log10_ec50_range`` within each MoA, so every MoA has potent and weak
-    members and the low doses find only some compounds active.  The holdout set draws from its own
-    random streams after the training set, so the training set is the same with or without it.
-    """
-    used: set[str] = {DMSO_SMILES}
-    out = _training_compounds(spec, seed, used)
-    return out + make_holdout_compounds(spec, seed, used)
-
-
-def _moa_compounds(
-    spec: ScreenSpec, rng: np.random.Generator, mi: int, moa: str, n: int, used: set[str], name_fmt: str, **extra
-) -> list[Compound]:
-    """``n`` compounds of one MoA with stratified potencies (offset per MoA) drawn from ``rng``."""
-    lo, hi = spec.log10_ec50_range
-    # stratified potencies, offset per MoA so the classes are not all identical
-    u = (np.arange(n) + rng.uniform(0.15, 0.85, n)) / n
-    u = (u + (mi * 0.37) % 1.0 / max(n, 1)) % 1.0
-    log_ec50 = lo + (hi - lo) * rng.permutation(u)
-    return [
-        Compound(
-            name=name_fmt.format(prefix=MOA_PREFIX[moa], k=k + 1),
-            moa=moa,
-            smiles=_smiles_for(_MOA_CORE[moa], rng, used),
-            ec50_um=round(float(10 ** log_ec50[k]), 4),
-            hill=round(float(rng.uniform(*spec.hill_range)), 3),
-            max_effect=round(float(rng.uniform(*spec.max_effect_range) * spec.effect_scale), 3),
-            onset_h=round(MOA_ONSET_H[moa] * float(rng.uniform(0.8, 1.25)), 2),
-            **extra,
-        )
-        for k in range(n)
-    ]
-
-
-def make_holdout_compounds(spec: ScreenSpec, seed: int, used: set[str] | None = None) -> list[Compound]:
-    """The holdout set: ``holdout_compounds_per_moa`` per MoA (``AURK-H1`` …), ``compound_set="holdout"``.
-
-    Same MoA programs and chemotypes as the training set, own potencies and SMILES (distinct from
-    every SMILES in ``used``, which defaults to the training set's); ``holdout_unknown_moa`` of them,
-    chosen at random (at most one per MoA while possible), get ``moa_hidden=True``.
-    """
-    if spec.holdout_compounds_per_moa <= 0:
-        return []
-    if used is None:
-        used = {DMSO_SMILES}
-        _training_compounds(spec, seed, used)
-    out: list[Compound] = []
-    for mi, moa in enumerate(MOAS):
-        rng = _rng(seed, "holdout-compounds", moa)
-        out += _moa_compounds(
-            spec, rng, mi, moa, spec.holdout_compounds_per_moa, used, "{prefix}-H{k}", compound_set="holdout"
-        )
-    k = spec.holdout_unknown_moa
-    if k:
-        rng = _rng(seed, "holdout-unknown")
-        # round-robin over MoAs in a random order, so hidden labels spread over the classes
-        n = spec.holdout_compounds_per_moa
-        order = [m * n + j for j in rng.permutation(n) for m in rng.permutation(len(MOAS))]
-        hidden = set(order[:k])
-        out = [dataclasses.replace(c, moa_hidden=True) if i in hidden else c for i, c in enumerate(out)]
-    return out
-
-
-def _training_compounds(spec: ScreenSpec, seed: int, used: set[str]) -> list[Compound]:
-    """The training set (per-MoA compounds, polypharmacology, inactive); adds its SMILES to ``used``."""
-    out: list[Compound] = []
-    for mi, moa in enumerate(MOAS):
-        rng = _rng(seed, "compounds", moa)
-        out += _moa_compounds(spec, rng, mi, moa, spec.compounds_per_moa, used, "{prefix}-{k}")
-    for primary, secondary, name in POLY_PAIRS[: spec.n_polypharmacology]:
-        rng = _rng(seed, "poly", name)
-        core = _MOA_CORE[primary] + _LINKS[1] + _MOA_CORE[secondary]
-        out.append(
-            Compound(
-                name=name,
-                moa=primary,
-                smiles=_smiles_for(core, rng, used),
-                ec50_um=round(float(10 ** rng.uniform(-1.0, -0.3)), 4),
-                hill=round(float(rng.uniform(*spec.hill_range)), 3),
-                max_effect=round(0.9 * spec.effect_scale, 3),
-                onset_h=MOA_ONSET_H[primary],
-                moa_secondary=secondary,
-                ec50_secondary_um=round(float(10 ** rng.uniform(-0.2, 0.4)), 4),
-                max_effect_secondary=round(0.75 * spec.effect_scale, 3),
-                onset_secondary_h=MOA_ONSET_H[secondary],
-            )
-        )
-    for k in range(spec.n_inactive):
-        rng = _rng(seed, "inactive", k)
-        core = _MOA_CORE[spec.inactive_moa] if spec.inactive_moa else "c1ccc(cc1)"
-        out.append(
-            Compound(
-                name=f"INACT-{k + 1}",
-                moa=spec.inactive_moa,
-                smiles=_smiles_for(core, rng, used),
-                ec50_um=math.inf,
-                hill=1.0,
-                max_effect=0.0,
-                onset_h=MOA_ONSET_H.get(spec.inactive_moa, 8.0),
-                is_inactive=True,
-            )
-        )
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# Layouts, replicas, plates
-# --------------------------------------------------------------------------------------------
-
-
 def usable_wells(spec: ScreenSpec) -> list[tuple[int, int]]:
     """(row, col) of the wells a layout may use (outer ring excluded if ``avoid_edge_wells``)."""
     e = 1 if spec.avoid_edge_wells else 0
@@ -589,205 +356,17 @@ def usable_wells(spec: ScreenSpec) -> list[tuple[int, int]]:
     ]
 
 
-@dataclass(frozen=True)
-class WellAssignment:
-    layout: str
-    row: int
-    col: int
-    compound: str  # "DMSO" for controls
-
-    @property
-    def well(self) -> str:
-        return well_name(self.row, self.col)
-
-    @property
-    def role(self) -> str:
-        return "negative_control" if self.compound == CONTROL else "treatment"
-
-
-def make_layouts(spec: ScreenSpec, compounds: list[Compound], seed: int) -> dict[str, list[WellAssignment]]:
-    """``{"L01": [WellAssignment …], …}`` sorted by (row, col); random well positions per layout.
-
-    Training layouts L01..L{n_layouts} hold every training compound; the holdout layouts that follow
-    (``holdout_layout_keys``) hold every holdout compound.  Both get ``wells_per_compound`` wells per
-    compound and ``control_wells`` DMSO wells.
-    """
-    wells = usable_wells(spec)
-    out: dict[str, list[WellAssignment]] = {}
-    sets = (
-        ("layout", training_layout_keys(spec), [c for c in compounds if c.compound_set != "holdout"]),
-        ("holdout-layout", holdout_layout_keys(spec), [c for c in compounds if c.compound_set == "holdout"]),
-    )
-    for stream, keys, members in sets:
-        names = [c.name for c in members for _ in range(spec.wells_per_compound)]
-        names += [CONTROL] * spec.control_wells
-        for lk in keys:
-            rng = _rng(seed, stream, lk)
-            pick = rng.choice(len(wells), size=len(names), replace=False)
-            assigned = [WellAssignment(lk, *wells[p], name) for p, name in zip(pick, rng.permutation(names))]
-            out[lk] = sorted(assigned, key=lambda w: (w.row, w.col))
-    return out
-
-
-def training_layout_keys(spec: ScreenSpec) -> list[str]:
-    """``L01`` … ``L{n_layouts}``."""
-    return [layout_key(li) for li in range(1, spec.n_layouts + 1)]
-
-
-def holdout_layout_keys(spec: ScreenSpec) -> list[str]:
-    """The holdout layouts, numbered after the training layouts (``[]`` without a holdout set)."""
-    return [layout_key(li) for li in range(spec.n_layouts + 1, spec.n_all_layouts + 1)]
-
-
-@dataclass(frozen=True)
-class Plate:
-    barcode: str
-    replica: str
-    layout: str
-    dose_um: float
-    dosed_at: datetime
-
-    @property
-    def plate(self) -> str:
-        return plate_key(self.replica, self.layout)
-
-    @property
-    def dose(self) -> str:
-        return dose_key(self.dose_um)
-
-
-def make_plates(spec: ScreenSpec) -> list[Plate]:
-    """One plate per replica × layout (training and holdout layouts); replica r dosed (r−1) weeks
-    after ``reference_date``, its plates 10 min apart in layout order."""
-    t0 = datetime.fromisoformat(spec.reference_date)
-    plates = []
-    for ri, dose in enumerate(spec.replica_doses_um, start=1):
-        for li in range(1, spec.n_all_layouts + 1):
-            rk, lk = replica_key(ri), layout_key(li)
-            plates.append(
-                Plate(
-                    barcode=f"{spec.barcode_prefix}-{rk}-{lk}",
-                    replica=rk,
-                    layout=lk,
-                    dose_um=float(dose),
-                    dosed_at=t0 + timedelta(days=7 * (ri - 1), minutes=10 * (li - 1)),
-                )
-            )
-    return plates
-
-
-# --------------------------------------------------------------------------------------------
-# Technical (batch) effects
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ReplicaBatch:
-    replica: str
-    gain: float  # multiplicative intensity gain
-    gradient: float  # linear illumination gradient, fraction of mean across the FOV
-    gradient_angle: float  # radians
-    vignette: float  # radial fall-off at the FOV corner, fraction
-    vignette_cx: float  # vignetting centre, fraction of the FOV from its centre
-    vignette_cy: float
-    focus_um: float  # focus offset added to every plane
-    density: float  # seeding density factor
-
-
-@dataclass(frozen=True)
-class PlateBatch:
-    barcode: str
-    gain: float
-    offset_adu: float
-    focus_um: float
-    tilt_x_um: float  # focus change from the plate's centre column to its edge
-    tilt_y_um: float
-
-
-def make_replica_batches(spec: ScreenSpec, seed: int) -> dict[str, ReplicaBatch]:
-    out = {}
-    for ri in range(1, spec.n_replicas + 1):
-        rk = replica_key(ri)
-        rng = _rng(seed, "replica-batch", rk)
-        out[rk] = ReplicaBatch(
-            replica=rk,
-            gain=float(np.exp(rng.normal(0, spec.replica_gain_sd))),
-            gradient=float(rng.uniform(*spec.replica_gradient_range)),
-            gradient_angle=float(rng.uniform(0, 2 * np.pi)),
-            vignette=float(rng.uniform(*spec.replica_vignette_range)),
-            vignette_cx=float(rng.uniform(-0.15, 0.15)),
-            vignette_cy=float(rng.uniform(-0.15, 0.15)),
-            focus_um=float(rng.normal(0, spec.replica_focus_sd_um)),
-            density=float(np.exp(rng.normal(0, spec.replica_density_sd))),
-        )
-    return out
-
-
-def make_plate_batches(spec: ScreenSpec, plates: list[Plate], seed: int) -> dict[str, PlateBatch]:
-    out = {}
-    for p in plates:
-        rng = _rng(seed, "plate-batch", p.barcode)
-        out[p.barcode] = PlateBatch(
-            barcode=p.barcode,
-            gain=float(np.exp(rng.normal(0, spec.plate_gain_sd))),
-            offset_adu=float(rng.normal(0, spec.plate_offset_sd_adu)),
-            focus_um=float(rng.normal(0, spec.plate_focus_sd_um)),
-            tilt_x_um=float(rng.normal(0, spec.plate_tilt_sd_um)),
-            tilt_y_um=float(rng.normal(0, spec.plate_tilt_sd_um)),
-        )
-    return out
-
-
-#: Field positions in units of the FOV size, relative to the well centre.  Harmony field numbers
-#: are not a raster order: field 1 sits at the centre, the next ones around it.
-FIELD_OFFSETS: tuple[tuple[float, float], ...] = (
-    (0.0, 0.0),
-    (1.1, 0.0),
-    (-1.1, 0.0),
-    (0.0, 1.1),
-    (0.0, -1.1),
-    (1.1, 1.1),
-    (-1.1, -1.1),
-    (1.1, -1.1),
-    (-1.1, 1.1),
-)
-
-
-def field_offset(f: int) -> tuple[float, float]:
-    """(x, y) of field ``f`` (1-based) in FOV units from the well centre (spiral beyond 9)."""
-    if f <= len(FIELD_OFFSETS):
-        return FIELD_OFFSETS[f - 1]
-    k = f - len(FIELD_OFFSETS)
-    ang = k * 2.399963  # golden angle
-    rad = 2.2 + 0.15 * k
-    return (rad * math.cos(ang), rad * math.sin(ang))
-
-
 __all__ = [
     "CONTROL",
     "DMSO_SMILES",
     "MOAS",
-    "MOA_PREFIX",
     "MOA_ONSET_H",
+    "MOA_PREFIX",
+    "POLY_PAIRS",
     "PRESETS",
-    "Compound",
-    "Plate",
-    "PlateBatch",
-    "ReplicaBatch",
     "ScreenSpec",
-    "WellAssignment",
-    "field_offset",
-    "holdout_layout_keys",
-    "make_compounds",
-    "make_holdout_compounds",
-    "make_layouts",
-    "make_plate_batches",
-    "make_plates",
-    "make_replica_batches",
     "make_spec",
+    "rng_for",
     "stable_hash",
-    "training_layout_keys",
     "usable_wells",
 ]
-
-_ = field  # dataclasses.field kept importable for subclasses

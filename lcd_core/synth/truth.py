@@ -39,6 +39,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import polars as pl
+
+from lcd_core.keys import dose_key, timepoint_key
+from lcd_core.synth.compounds import Compound
+from lcd_core.synth.design import ScreenSpec
 
 CELL_COLUMNS = [
     "barcode",
@@ -158,4 +163,69 @@ def confluency(cell_labels: np.ndarray) -> float:
     return float((cell_labels > 0).mean())
 
 
-__all__ = ["CELL_COLUMNS", "confluency", "is_truly_active", "render_masks"]
+def _conditions(spec: ScreenSpec, compounds: list[Compound]) -> pl.DataFrame:
+    """conditions.parquet: every compound x dose x timepoint of the screen, its effect and activity."""
+    rows = []
+    for c in compounds:
+        for d in sorted(set(spec.replica_doses_um)):
+            for t in spec.timepoints_h:
+                e1, e2 = c.effects(d, t)
+                eff = max(e1, e2)
+                rows.append(
+                    {
+                        "compound": c.name,
+                        "set": c.compound_set,
+                        "moa": c.moa,
+                        "moa_secondary": c.moa_secondary,
+                        "dose_um": float(d),
+                        "dose": dose_key(d),
+                        "timepoint": timepoint_key(t),
+                        "timepoint_h": int(t),
+                        "effect_primary": round(e1, 6),
+                        "effect_secondary": round(e2, 6),
+                        "effect": round(eff, 6),
+                        "truly_active": is_truly_active(eff, spec.active_threshold),
+                    }
+                )
+    return pl.DataFrame(rows)
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _compounds(compounds: list[Compound]) -> pl.DataFrame:
+    """compounds.parquet without ``is_active_anywhere``: the true class and response of each compound."""
+    return pl.DataFrame(
+        {
+            "compound": [c.name for c in compounds],
+            "set": [c.compound_set for c in compounds],
+            "moa": [c.moa for c in compounds],
+            "moa_listed": [c.moa_listed or None for c in compounds],
+            "moa_secondary": [c.moa_secondary for c in compounds],
+            "smiles": [c.smiles for c in compounds],
+            "ec50_um": [_finite(c.ec50_um) for c in compounds],
+            "hill": [c.hill for c in compounds],
+            "max_effect": [c.max_effect for c in compounds],
+            "onset_h": [c.onset_h for c in compounds],
+            "ec50_secondary_um": [_finite(c.ec50_secondary_um) for c in compounds],
+            "max_effect_secondary": [c.max_effect_secondary for c in compounds],
+            "onset_secondary_h": [c.onset_secondary_h if c.moa_secondary else None for c in compounds],
+        },
+        schema_overrides={
+            "ec50_um": pl.Float64,
+            "ec50_secondary_um": pl.Float64,
+            "onset_secondary_h": pl.Float64,
+            "moa_listed": pl.String,
+        },
+    )
+
+
+def condition_tables(spec: ScreenSpec, compounds: list[Compound]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(compounds.parquet, conditions.parquet) of the screen (see the module docstring)."""
+    cond = _conditions(spec, compounds)
+    active = cond.group_by("compound").agg(pl.col("truly_active").any().alias("is_active_anywhere"))
+    return _compounds(compounds).join(active, on="compound", how="left", maintain_order="left"), cond
+
+
+__all__ = ["CELL_COLUMNS", "condition_tables", "confluency", "is_truly_active", "render_masks"]
