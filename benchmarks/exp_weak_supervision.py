@@ -42,8 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lcd_core import moa  # noqa: E402
 from lcd_core.profiling.activity import compute_activity  # noqa: E402
-from lcd_core.embedding.inference import aggregate_embeddings  # noqa: E402
+from lcd_core.embedding.aggregate import aggregate_embeddings  # noqa: E402
 from lcd_core.ground_truth import polypharmacology_against_truth  # noqa: E402
+from lcd_core.io.platemap import load_screen  # noqa: E402
 from lcd_core.keys import parse_dose_key  # noqa: E402
 from lcd_core.profiling.normalize import normalize  # noqa: E402
 from lcd_core.profiling.profiles import to_cytomining  # noqa: E402
@@ -133,8 +134,10 @@ def main() -> None:
     activity = compute_activity(profiles, n_draws=200, seed=args.seed).activity.with_columns(
         pl.col("dose").cast(pl.String), pl.col("timepoint").cast(pl.String))
     present = set(profiles["Metadata_compound"].to_list())
-    res = moa.classify_moa(profiles, activity, holdout_compounds=sorted(holdout & present), seed=args.seed)
-    scores, _ = moa.compare_feature_sets({"weakly supervised CNN": res.predictions})
+    classes = moa.MoaClasses.from_compounds(load_screen(args.home / "metadata").compounds)
+    res = moa.classify_moa(profiles, activity, classes=classes, holdout_compounds=sorted(holdout & present),
+                           seed=args.seed)
+    scores, _ = moa.compare_feature_sets({"weakly supervised CNN": res.predictions}, classes=classes)
     print(scores.select("set", "mode", "n", pl.col("weighted_f1").round(3), pl.col("accuracy").round(3),
                         pl.col("top3_accuracy").round(3)))
     print(polypharmacology_against_truth(res.polypharmacology, truth))

@@ -21,6 +21,11 @@ def holdout_compounds(lcd: LcdHome) -> list[str]:
     return sorted(compounds.filter(pl.col("set") == "holdout")["compound"].to_list())
 
 
+def _moa_classes(lcd: LcdHome) -> moa.MoaClasses:
+    """The screen's MoA classes, from its compounds table."""
+    return moa.MoaClasses.from_compounds(lcd.screen().compounds)
+
+
 def _poly_truth(lcd: LcdHome, poly: pl.DataFrame) -> dict:
     """On a synthetic screen: how both polypharmacology readings recover the planted compounds."""
     path = lcd.truth_dir / "compounds.parquet"
@@ -57,9 +62,11 @@ def moa_probes(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.Materializ
     hold = [c for c in holdout_compounds(lcd) if c in set(profiles["Metadata_compound"].to_list())]
     is_hold = pl.col("Metadata_compound").is_in(hold) & (pl.col("Metadata_role") != "negative_control")
     train = profiles.filter(~is_hold)
-    results = [moa.cv_condition(train, activity)]
+    classes = _moa_classes(lcd)
+    results = [moa.cv_condition(train, activity, classes=classes)]
     if hold:
-        results.append(moa.holdout_predict(train, activity, profiles.filter(is_hold), holdout_active=activity))
+        results.append(moa.holdout_predict(train, activity, profiles.filter(is_hold), classes=classes,
+                                           holdout_active=activity))
     table = _str_keys(pl.concat(results, how="diagonal_relaxed"))
     wh.replace_partition("moa_probe_results", table, part)
     skipped = table.filter(pl.col("status") == "skipped")
@@ -95,14 +102,15 @@ def moa_predictions(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.Mater
     wh = lcd.warehouse()
     per_condition = wh.query("SELECT * FROM moa_probe_results")
     activity = wh.query("SELECT * FROM activity")
-    predictions = moa.aggregate_incremental(per_condition, activity)
+    classes = _moa_classes(lcd)
+    predictions = moa.aggregate_incremental(per_condition, activity, classes=classes)
     high = moa.high_dose_keys(per_condition)
     conditions = per_condition.filter(pl.col("dose").is_in(high)).select("dose", "timepoint").unique()
     profiles = pl.concat([wh.read_parquet_partition("normalized_profiles", {"dose": d, "timepoint": t}).drop(
         ["dose", "timepoint"], strict=False) for d, t in sorted(conditions.iter_rows())], how="diagonal_relaxed")
-    per_condition = moa.explain_away_readings(per_condition, profiles, activity, high_doses=high,
+    per_condition = moa.explain_away_readings(per_condition, profiles, activity, classes=classes, high_doses=high,
                                               holdout_compounds=holdout_compounds(lcd))
-    poly = moa.polypharmacology(per_condition, high_doses=high)
+    poly = moa.polypharmacology(per_condition, high_doses=high, classes=classes)
     wh.replace_table("moa_predictions", predictions)
     wh.replace_table("moa_polypharmacology", poly)
     flagged = poly.filter(pl.col("stable_top2") | pl.col("stable_residual")).select(
@@ -137,8 +145,9 @@ def moa_predictions(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.Mater
 def moa_metrics(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.MaterializeResult:
     wh = lcd.warehouse()
     predictions = wh.query("SELECT * FROM moa_predictions")
-    scores = moa.metrics(predictions)
-    conf = moa.confusion(predictions)
+    classes = _moa_classes(lcd)
+    scores = moa.metrics(predictions, classes=classes)
+    conf = moa.confusion(predictions, classes=classes)
     wh.replace_table("moa_metrics", scores)
     wh.replace_table("moa_confusion", conf)
     meta: dict = {"metrics": md.table(scores, 40)}
