@@ -1,4 +1,4 @@
-"""Batch inference of the ViT backbone on tiles, and tile → FOV → well aggregation.
+"""Batch inference of the ViT backbone on tiles (aggregation: :mod:`lcd_core.embedding.aggregate`).
 
 Input: tiles ``(n, 3, T, T)`` float (float16 or float32) in [0, 1] per plane (from
 :func:`lcd_core.tiles.grid.tile_fov`), either one array (a NumPy ``memmap`` works: it is read batch by
@@ -27,6 +27,7 @@ medians of repeated runs on an otherwise idle machine):
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import os
@@ -50,7 +51,6 @@ __all__ = [
     "resolve_dtype",
     "embed_batches",
     "embed_tiles",
-    "aggregate_embeddings",
 ]
 
 ProgressFn = Callable[[int, "int | None", float], None]
@@ -256,6 +256,48 @@ def _bf16_inference_copy(model: torch.nn.Module) -> torch.nn.Module:
         return m
 
 
+def _inference_model(model: torch.nn.Module, dev: torch.device, amp: torch.dtype | None,
+                     bf16_weights: bool | None):
+    """``(model, input dtype, autocast dtype)`` to run: on CPU with bf16 (unless
+    ``bf16_weights`` is False) the cached pure-bf16 copy fed bf16 inputs, without autocast."""
+    model = model.to(dev).eval()
+    if amp is torch.bfloat16 and dev.type == "cpu" and (bf16_weights is None or bf16_weights):
+        return _bf16_inference_copy(model), torch.bfloat16, None
+    return model, None, amp
+
+
+@contextlib.contextmanager
+def _intra_op_threads(num_threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``num_threads`` (if given) for the block, then restored."""
+    old_threads = torch.get_num_threads()
+    if num_threads:
+        torch.set_num_threads(int(num_threads))
+    try:
+        yield
+    finally:
+        if num_threads:
+            torch.set_num_threads(old_threads)
+
+
+def _forward(fwd: Callable, batch: np.ndarray, dev: torch.device, cast_input: torch.dtype | None,
+             amp: torch.dtype | None, pad_to: int) -> np.ndarray:
+    """One batch through the model: float32 ``(len(batch), D)``. A batch shorter than ``pad_to``
+    is zero-padded first (one shape for ``torch.compile``)."""
+    n = len(batch)
+    if n < pad_to:
+        batch = np.concatenate([batch, np.zeros((pad_to - n, *batch.shape[1:]), batch.dtype)])
+    x = torch.from_numpy(batch)
+    if cast_input is not None:
+        x = x.to(cast_input)
+    if dev.type != "cpu":
+        x = x.pin_memory().to(dev, non_blocking=True)
+    with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
+        y = fwd(x)
+    if isinstance(y, (tuple, list)):
+        y = y[0]
+    return y[:n].float().cpu().numpy()
+
+
 def embed_batches(
     model: torch.nn.Module,
     tiles: np.ndarray | torch.Tensor | Iterable[np.ndarray],
@@ -293,41 +335,18 @@ def embed_batches(
     amp = resolve_dtype(dtype, dev)
     if total is None:
         total = _count(tiles)
-    model = model.to(dev).eval()
-    cast_input = None
-    if amp is torch.bfloat16 and dev.type == "cpu" and (bf16_weights is None or bf16_weights):
-        model = _bf16_inference_copy(model)
-        cast_input, amp = torch.bfloat16, None
+    model, cast_input, amp = _inference_model(model, dev, amp, bf16_weights)
     fwd: Callable = torch.compile(model) if compile else model
-    old_threads = torch.get_num_threads()
-    if num_threads:
-        torch.set_num_threads(int(num_threads))
     done = 0
     t0 = time.perf_counter()
-    try:
-        with torch.inference_mode():
-            for batch in _prefetch(_rebatch(_chunks(tiles, batch_size), batch_size), prefetch):
-                n = len(batch)
-                if compile and n < batch_size:
-                    batch = np.concatenate([batch, np.zeros((batch_size - n, *batch.shape[1:]), batch.dtype)])
-                x = torch.from_numpy(batch)
-                if cast_input is not None:
-                    x = x.to(cast_input)
-                if dev.type != "cpu":
-                    x = x.pin_memory().to(dev, non_blocking=True)
-                with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
-                    y = fwd(x)
-                if isinstance(y, (tuple, list)):
-                    y = y[0]
-                out = y[:n].float().cpu().numpy()
-                done += n
-                if progress is not None:
-                    dt = time.perf_counter() - t0
-                    progress(done, total, done / dt if dt > 0 else float("nan"))
-                yield out
-    finally:
-        if num_threads:
-            torch.set_num_threads(old_threads)
+    with _intra_op_threads(num_threads), torch.inference_mode():
+        for batch in _prefetch(_rebatch(_chunks(tiles, batch_size), batch_size), prefetch):
+            out = _forward(fwd, batch, dev, cast_input, amp, batch_size if compile else 0)
+            done += len(out)
+            if progress is not None:
+                dt = time.perf_counter() - t0
+                progress(done, total, done / dt if dt > 0 else float("nan"))
+            yield out
 
 
 def embed_tiles(
@@ -347,72 +366,6 @@ def embed_tiles(
         d = int(getattr(model, "num_features", 0) or getattr(model, "embed_dim", 0))
         return np.zeros((0, d), dtype=np.float32)
     return np.concatenate(parts, axis=0)
-
-
-# --------------------------------------------------------------------------------------------
-# aggregation
-
-
-def aggregate_embeddings(
-    df,
-    by: list[str],
-    col: str = "embedding",
-    *,
-    count_col: str = "n_tiles",
-    rows_col: str | None = None,
-):
-    """Mean of the ``pl.Array(pl.Float32, D)`` column ``col`` per group of ``by``.
-
-    Returns one row per group (first-appearance order; null keys form their own group) with the
-    ``by`` columns, ``col`` (``pl.Array(pl.Float32, D)``, accumulated in float64) and
-    ``count_col``: the number of rows in the group, or, when the input already has a
-    ``count_col`` column (e.g. FOV rows carrying their ``n_tiles``), its sum (so a well's
-    ``n_tiles`` counts tiles, while its embedding is the unweighted mean over FOVs).
-    ``rows_col`` (optional, e.g. ``"n_fovs"``) adds the number of rows per group.
-    Vectorised: one sort + ``np.add.reduceat``; no per-group Python loop.
-    """
-    import polars as pl
-
-    by = list(by)
-    if not by:
-        raise ValueError("aggregate_embeddings needs at least one grouping column")
-    missing = [c for c in [*by, col] if c not in df.columns]
-    if missing:
-        raise ValueError(f"aggregate_embeddings: missing column(s) {missing}; have {df.columns}")
-    dt = df.schema[col]
-    if not isinstance(dt, pl.Array):
-        raise ValueError(f"column {col!r} must be pl.Array(pl.Float32, D), got {dt}")
-    d = dt.size
-    has_counts = count_col in df.columns
-    out_schema = {**{c: df.schema[c] for c in by}, col: pl.Array(pl.Float32, d), count_col: pl.Int64}
-    if rows_col:
-        out_schema[rows_col] = pl.Int64
-    if df.height == 0:
-        return pl.DataFrame(schema=out_schema)
-
-    groups = df.select(by).with_row_index("__row").group_by(by, maintain_order=True).agg(pl.col("__row"))
-    rows = groups["__row"]
-    lengths = rows.list.len().to_numpy().astype(np.int64)
-    order = rows.explode().to_numpy().astype(np.int64)  # row indices sorted by group
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-
-    emb = df[col].to_numpy()
-    if emb.ndim != 2:  # nulls inside the array column
-        raise ValueError(f"column {col!r} contains null embeddings")
-    sums = np.add.reduceat(emb[order].astype(np.float64, copy=False), starts, axis=0)
-    means = (sums / lengths[:, None]).astype(np.float32)
-    if has_counts:
-        cnt = df[count_col].to_numpy().astype(np.int64)
-        counts = np.add.reduceat(cnt[order], starts)
-    else:
-        counts = lengths
-    out = groups.drop("__row").with_columns(
-        pl.Series(col, means, dtype=pl.Array(pl.Float32, d)),
-        pl.Series(count_col, counts, dtype=pl.Int64),
-    )
-    if rows_col:
-        out = out.with_columns(pl.Series(rows_col, lengths, dtype=pl.Int64))
-    return out
 
 
 def input_size_of(checkpoint_config: dict[str, Any], tile_size: int) -> int:

@@ -25,7 +25,7 @@ families of quantities directly on each tile, with scipy / scikit-image:
   and focus).
 
 Every feature is a function of one tile, so profiles aggregate like embeddings (tile → FOV → well,
-:func:`lcd_core.embedding.inference.aggregate_embeddings`) and go through the same normalization, activity and
+:func:`lcd_core.embedding.aggregate.aggregate_embeddings`) and go through the same normalization, activity and
 MoA steps. Entry points: :data:`FEATURE_NAMES`, :func:`tile_features`, :func:`tiles_features`.
 """
 
