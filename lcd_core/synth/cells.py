@@ -150,6 +150,101 @@ def expected_cells(pheno: Phenotype, t_h: float, n0: float, doubling_h: float) -
     return grown * (1 - pheno.death), 0.5 * grown * pheno.death
 
 
+def _live_states(rng: np.random.Generator, pheno: Phenotype, n_live: int) -> tuple[np.ndarray, np.ndarray]:
+    """States of the live cells and their nuclei counts (2–4 for multinucleated cells)."""
+    u = rng.random(n_live)
+    state = np.full(n_live, NORMAL, dtype=object)
+    p_mit, p_round = pheno.mitotic, pheno.rounded
+    state[u < p_mit + p_round] = ROUNDED
+    state[u < p_mit] = MITOTIC
+    multi = (state == NORMAL) & (rng.random(n_live) < pheno.multinucleated / max(1e-9, 1 - p_mit - p_round))
+    return state, np.where(multi, rng.integers(2, 5, n_live), 1)
+
+
+def _live_shapes(
+    rng: np.random.Generator, pheno: Phenotype, state: np.ndarray, n_nuc: np.ndarray, scale: float
+) -> dict[str, np.ndarray]:
+    """Ellipse (px), thickness, granules, vacuoles and nucleoli of the live cells."""
+    n_live = len(state)
+    var = rng.lognormal(0.0, 0.18, n_live)
+    big = np.where(n_nuc > 1, 1.0 + 0.22 * (n_nuc - 1), 1.0)
+    area_um = CELL_A_UM * CELL_B_UM * (pheno.cell_scale**2) * var * big
+    elong = np.clip(pheno.elongation * rng.lognormal(0.0, 0.2, n_live), 1.0, 6.0)
+    round_r = np.sqrt(CELL_A_UM * CELL_B_UM * pheno.cell_scale) * 0.42 * scale * rng.lognormal(0, 0.1, n_live)
+    is_round = (state == ROUNDED) | (state == MITOTIC)
+    cang = rng.uniform(0, np.pi, n_live)
+    thick = pheno.flatness * rng.lognormal(0.0, 0.15, n_live)
+    return {
+        "ca": np.where(is_round, round_r * 1.05, np.sqrt(area_um * elong) * scale),
+        "cb": np.where(is_round, round_r, np.sqrt(area_um / elong) * scale),
+        "cang": cang,
+        "thick": np.where(is_round, 2.6 * rng.lognormal(0.0, 0.1, n_live), thick),
+        "gran": pheno.granularity * rng.lognormal(0.0, 0.25, n_live),
+        "nvac": rng.poisson(pheno.vacuoles, n_live),
+        "nucleoli": pheno.nucleoli * rng.lognormal(0.0, 0.2, n_live),
+    }
+
+
+def _place(rng: np.random.Generator, ca: np.ndarray, cb: np.ndarray, size_px: int, margin: int) -> tuple:
+    """Centres ``(cx, cy)``: sequential placement, largest first, with a soft minimum distance."""
+    n = len(ca)
+    cx = np.empty(n)
+    cy = np.empty(n)
+    rad = np.sqrt(ca * cb)
+    placed: list[int] = []
+    for i in np.argsort(-rad, kind="stable"):
+        best = None
+        best_d = -1.0
+        for _ in range(12):
+            x, y = rng.uniform(-margin, size_px + margin, 2)
+            if not placed:
+                best = (x, y)
+                break
+            d = np.hypot(cx[placed] - x, cy[placed] - y) / (0.55 * (rad[placed] + rad[i]))
+            dmin = float(d.min())
+            if dmin >= 1.0:
+                best = (x, y)
+                break
+            if dmin > best_d:
+                best_d, best = dmin, (x, y)
+        cx[i], cy[i] = best
+        placed.append(int(i))
+    return cx, cy
+
+
+def _nucleus_offsets(rng: np.random.Generator, k: int, a: float, b: float, nb: float) -> list[tuple[float, float]]:
+    """Offsets (along, across the major axis) of ``k`` nuclei: one off-centre, or a squeezed ring."""
+    if k == 1:
+        return [(rng.uniform(-0.25, 0.25) * a, rng.normal(0, 0.05 * b))]
+    rad = 1.05 * nb / math.sin(math.pi / k) if k > 2 else 1.05 * nb
+    rad = min(rad, 0.55 * b + 0.3 * a)
+    ph = rng.uniform(0, 2 * np.pi)
+    return [
+        (rad * math.cos(ph + 2 * np.pi * j / k) * 1.2, rad * math.sin(ph + 2 * np.pi * j / k) * 0.8)
+        for j in range(k)
+    ]
+
+
+def _cell_nuclei(rng: np.random.Generator, i: int, cell: tuple, k: int, nsc: float, scale: float) -> list[tuple]:
+    """Nucleus rows ``(i, x, y, a, b, angle)`` of cell ``i``; ``cell`` = ``(state, x, y, a, b, angle)``."""
+    st, x0, y0, a, b, ang = cell
+    if st == DEAD:
+        r = b * 0.55
+        return [(i, x0, y0, r, r * 0.9, ang)]
+    if st in (ROUNDED, MITOTIC):
+        r = b * (0.45 if st == MITOTIC else 0.55)
+        return [(i, x0, y0, r * 1.1, r, rng.uniform(0, np.pi))]
+    na = NUC_A_UM * nsc * scale * rng.lognormal(0, 0.1) / (1 + 0.12 * (k - 1))
+    nb = NUC_B_UM * nsc * scale * rng.lognormal(0, 0.1) / (1 + 0.12 * (k - 1))
+    na = min(na, 0.6 * a)
+    nb = min(nb, 0.7 * b, na)
+    cos, sin = math.cos(ang), math.sin(ang)
+    return [
+        (i, x0 + ou * cos - ov * sin, y0 + ou * sin + ov * cos, na, nb, ang + rng.normal(0, 0.3))
+        for ou, ov in _nucleus_offsets(rng, k, a, b, nb)
+    ]
+
+
 def make_population(
     rng: np.random.Generator,
     pheno: Phenotype,
@@ -161,126 +256,36 @@ def make_population(
     """Draw a population for a FOV of ``size_px`` with the given expected counts (inside the FOV)."""
     scale = 1.0 / pixel_um
     margin = int(round(CELL_A_UM * 1.3 * scale))
-    ext = size_px + 2 * margin
-    area_factor = (ext / size_px) ** 2
+    area_factor = ((size_px + 2 * margin) / size_px) ** 2
     n_live = int(rng.poisson(max(n_live_mean, 0.0) * area_factor))
     n_dead = int(rng.poisson(max(n_dead_mean, 0.0) * area_factor))
-
-    # states of live cells
-    u = rng.random(n_live)
-    state = np.full(n_live, NORMAL, dtype=object)
-    p_mit, p_round = pheno.mitotic, pheno.rounded
-    state[u < p_mit + p_round] = ROUNDED
-    state[u < p_mit] = MITOTIC
-    multi = (state == NORMAL) & (rng.random(n_live) < pheno.multinucleated / max(1e-9, 1 - p_mit - p_round))
-    n_nuc = np.where(multi, rng.integers(2, 5, n_live), 1)
-
-    # geometry (µm -> px)
-    var = rng.lognormal(0.0, 0.18, n_live)
-    big = np.where(multi, 1.0 + 0.22 * (n_nuc - 1), 1.0)
-    area_um = CELL_A_UM * CELL_B_UM * (pheno.cell_scale**2) * var * big
-    elong = np.clip(pheno.elongation * rng.lognormal(0.0, 0.2, n_live), 1.0, 6.0)
-    ca = np.sqrt(area_um * elong) * scale
-    cb = np.sqrt(area_um / elong) * scale
-    round_r = np.sqrt(CELL_A_UM * CELL_B_UM * pheno.cell_scale) * 0.42 * scale * rng.lognormal(0, 0.1, n_live)
-    is_round = (state == ROUNDED) | (state == MITOTIC)
-    ca = np.where(is_round, round_r * 1.05, ca)
-    cb = np.where(is_round, round_r, cb)
-    cang = rng.uniform(0, np.pi, n_live)
-    thick = pheno.flatness * rng.lognormal(0.0, 0.15, n_live)
-    thick = np.where(is_round, 2.6 * rng.lognormal(0.0, 0.1, n_live), thick)
-    gran = pheno.granularity * rng.lognormal(0.0, 0.25, n_live)
-    nvac = rng.poisson(pheno.vacuoles, n_live)
-    nucleoli = pheno.nucleoli * rng.lognormal(0.0, 0.2, n_live)
-
+    state, n_nuc = _live_states(rng, pheno, n_live)
+    live = _live_shapes(rng, pheno, state, n_nuc, scale)
     # dead cells: small, dense, round
     dr = rng.uniform(3.0, 6.0, n_dead) * scale
-    d_state = np.full(n_dead, DEAD, dtype=object)
-
-    all_ca = np.concatenate([ca, dr])
-    all_cb = np.concatenate([cb, dr * rng.uniform(0.75, 1.0, n_dead)])
-    all_ang = np.concatenate([cang, rng.uniform(0, np.pi, n_dead)])
-    n = n_live + n_dead
-
-    # positions: sequential placement with a soft minimum distance between centres
-    cx = np.empty(n)
-    cy = np.empty(n)
-    rad = np.sqrt(all_ca * all_cb)
-    order = np.argsort(-rad, kind="stable")
-    placed: list[int] = []
-    for i in order:
-        best = None
-        best_d = -1.0
-        for _ in range(12):
-            x, y = rng.uniform(-margin, size_px + margin, 2)
-            if not placed:
-                best = (x, y)
-                break
-            px = cx[placed]
-            py = cy[placed]
-            d = np.hypot(px - x, py - y) / (0.55 * (rad[placed] + rad[i]))
-            dmin = float(d.min())
-            if dmin >= 1.0:
-                best = (x, y)
-                break
-            if dmin > best_d:
-                best_d, best = dmin, (x, y)
-        cx[i], cy[i] = best
-        placed.append(int(i))
-
-    # nuclei: inside the cell body, offset from its centre; several along the major axis if multi
-    nuc_rows = []
-    all_state = np.concatenate([state, d_state])
+    ca = np.concatenate([live["ca"], dr])
+    cb = np.concatenate([live["cb"], dr * rng.uniform(0.75, 1.0, n_dead)])
+    ang = np.concatenate([live["cang"], rng.uniform(0, np.pi, n_dead)])
+    cx, cy = _place(rng, ca, cb, size_px, margin)
+    all_state = np.concatenate([state, np.full(n_dead, DEAD, dtype=object)])
     all_nnuc = np.concatenate([n_nuc, np.ones(n_dead, dtype=int)])
-    nsc = pheno.nucleus_scale
-    for i in range(n):
-        st = all_state[i]
-        ang = all_ang[i]
-        cos, sin = math.cos(ang), math.sin(ang)
-        if st == DEAD:
-            r = all_cb[i] * 0.55
-            nuc_rows.append((i, cx[i], cy[i], r, r * 0.9, ang))
-            continue
-        if st in (ROUNDED, MITOTIC):
-            r = all_cb[i] * (0.45 if st == MITOTIC else 0.55)
-            nuc_rows.append((i, cx[i], cy[i], r * 1.1, r, rng.uniform(0, np.pi)))
-            continue
-        k = int(all_nnuc[i])
-        na = NUC_A_UM * nsc * scale * rng.lognormal(0, 0.1) / (1 + 0.12 * (k - 1))
-        nb = NUC_B_UM * nsc * scale * rng.lognormal(0, 0.1) / (1 + 0.12 * (k - 1))
-        na = min(na, 0.6 * all_ca[i])
-        nb = min(nb, 0.7 * all_cb[i], na)
-        if k == 1:
-            offs = [(rng.uniform(-0.25, 0.25) * all_ca[i], rng.normal(0, 0.05 * all_cb[i]))]
-        else:
-            # a cluster of nuclei around the cell centre (ring of k, random phase, slight squeeze)
-            rad = 1.05 * nb / math.sin(math.pi / k) if k > 2 else 1.05 * nb
-            rad = min(rad, 0.55 * all_cb[i] + 0.3 * all_ca[i])
-            ph = rng.uniform(0, 2 * np.pi)
-            offs = [
-                (rad * math.cos(ph + 2 * np.pi * j / k) * 1.2, rad * math.sin(ph + 2 * np.pi * j / k) * 0.8)
-                for j in range(k)
-            ]
-        for ou, ov in offs:
-            x = cx[i] + ou * cos - ov * sin
-            y = cy[i] + ou * sin + ov * cos
-            nuc_rows.append((i, x, y, na, nb, ang + rng.normal(0, 0.3)))
-    nuc = np.asarray(nuc_rows, dtype=np.float64).reshape(-1, 6)
-
-    in_fov = (cx >= 0) & (cx < size_px) & (cy >= 0) & (cy < size_px)
+    nuc_rows = []
+    for i in range(n_live + n_dead):
+        cell = (all_state[i], cx[i], cy[i], ca[i], cb[i], ang[i])
+        nuc_rows += _cell_nuclei(rng, i, cell, int(all_nnuc[i]), pheno.nucleus_scale, scale)
     return Population(
         cx=cx,
         cy=cy,
-        ca=all_ca,
-        cb=all_cb,
-        cang=all_ang,
+        ca=ca,
+        cb=cb,
+        cang=ang,
         state=all_state,
-        thick=np.concatenate([thick, np.full(n_dead, 3.0)]),
-        gran=np.concatenate([gran, np.zeros(n_dead)]),
-        nvac=np.concatenate([nvac, np.zeros(n_dead, dtype=int)]),
-        nucleoli=np.concatenate([nucleoli, np.zeros(n_dead)]),
-        in_fov=in_fov,
-        nuc=nuc,
+        thick=np.concatenate([live["thick"], np.full(n_dead, 3.0)]),
+        gran=np.concatenate([live["gran"], np.zeros(n_dead)]),
+        nvac=np.concatenate([live["nvac"], np.zeros(n_dead, dtype=int)]),
+        nucleoli=np.concatenate([live["nucleoli"], np.zeros(n_dead)]),
+        in_fov=(cx >= 0) & (cx < size_px) & (cy >= 0) & (cy < size_px),
+        nuc=np.asarray(nuc_rows, dtype=np.float64).reshape(-1, 6),
     )
 
 

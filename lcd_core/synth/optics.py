@@ -141,6 +141,116 @@ class _Splat:
         return img
 
 
+@dataclass
+class _Canvas:
+    """The maps one FOV's specimen is drawn into (padded canvas of ``n`` pixels per side)."""
+
+    n: int
+    phi: np.ndarray
+    alpha: np.ndarray
+    fine: _Splat
+    coarse: _Splat
+
+    @classmethod
+    def empty(cls, n: int) -> "_Canvas":
+        zeros = functools.partial(np.zeros, (n, n), dtype=np.float64)
+        return cls(n, zeros(), zeros(), _Splat((n, n)), _Splat((n, n)))
+
+
+def _rotate(cx, cy, ux, vy, c, s):
+    """Image coordinates of points ``(ux, vy)`` of a frame centred at ``(cx, cy)`` with axes ``(c, s)``."""
+    return cx + ux * c - vy * s, cy + ux * s + vy * c
+
+
+def _round_body(cv: _Canvas, pop: Population, i: int, centre: tuple, box: tuple, uv: tuple, rng) -> None:
+    """A thick, round body (rounded, mitotic or dead): dome profile with a slightly irregular edge."""
+    (cx, cy), (x0, x1, y0, y1), (u, v, r2) = centre, box, uv
+    a, st = pop.ca[i], pop.state[i]
+    ph = rng.uniform(0, 2 * np.pi, 2)
+    edge = _edge(u, v, r2, {3: 0.05, 5: 0.03}, {3: ph[0], 5: ph[1]})
+    dome = np.sqrt(np.clip(1.0 - r2 * edge, 0.0, 1.0))
+    if st == DEAD:
+        cv.phi[y0:y1, x0:x1] += PHASE_DEAD * dome
+        cv.alpha[y0:y1, x0:x1] += ABS_DEAD * dome**0.5
+        k = rng.poisson(3)
+        if k:  # blebs / fragments
+            ang_b = rng.uniform(0, 2 * np.pi, k)
+            rad_b = a * rng.uniform(0.6, 1.2, k)
+            cv.fine.add(cx + rad_b * np.cos(ang_b), cy + rad_b * np.sin(ang_b), rng.uniform(1.0, 2.5, k))
+        return
+    cv.phi[y0:y1, x0:x1] += PHASE_ROUND * (pop.thick[i] / 2.6) * dome
+    cv.alpha[y0:y1, x0:x1] += 0.03 * dome
+    # granular / chromosomal texture in mitotic cells
+    k = rng.poisson(10 if st == MITOTIC else 5)
+    rr_ = a * np.sqrt(rng.uniform(0, 0.6, k))
+    aa_ = rng.uniform(0, 2 * np.pi, k)
+    cv.fine.add(cx + rr_ * np.cos(aa_), cy + rr_ * np.sin(aa_), rng.normal(0, 0.8, k))
+
+
+def _nucleus(cv: _Canvas, nrow: np.ndarray, pad: int, nucleoli: float, rng: np.random.Generator) -> None:
+    """One nucleus (smooth plateau of phase and absorption) with 2 + Poisson(3) nucleoli."""
+    nx, ny, na, nb, nang = nrow[1] + pad, nrow[2] + pad, nrow[3], nrow[4], nrow[5]
+    bx0, bx1, by0, by1 = _box(nx, ny, max(na, nb) + 1, cv.n)
+    if bx0 < bx1 and by0 < by1:
+        nu, nv = _ellipse_uv(bx0, bx1, by0, by1, nx, ny, na, nb, nang)
+        plateau = np.clip(1.0 - (nu * nu + nv * nv), 0.0, 1.0) ** 1.6
+        cv.phi[by0:by1, bx0:bx1] += PHASE_NUCLEUS * plateau
+        cv.alpha[by0:by1, bx0:bx1] += ABS_NUCLEUS * plateau
+    k = 2 + rng.poisson(3)
+    rr_ = np.sqrt(rng.uniform(0, 0.55, k))
+    aa_ = rng.uniform(0, 2 * np.pi, k)
+    x, y = _rotate(nx, ny, rr_ * np.cos(aa_) * na, rr_ * np.sin(aa_) * nb, math.cos(nang), math.sin(nang))
+    cv.fine.add(x, y, PHASE_NUCLEOLUS * 2.5 * nucleoli * rng.uniform(0.6, 1.4, k))
+
+
+def _cytoplasm_texture(cv: _Canvas, pop: Population, i: int, centre: tuple, rng, pixel_um: float) -> None:
+    """Granules (denser around the nucleus), stress-fibre-like streaks and vacuoles of a spread cell."""
+    (cx, cy), a, b, ang = centre, pop.ca[i], pop.cb[i], pop.cang[i]
+    area_um2 = math.pi * a * b * pixel_um**2
+    k = rng.poisson(pop.gran[i] * area_um2 / 12.0)
+    if k:
+        rr_ = np.clip(np.abs(rng.normal(0.35, 0.25, k)), 0.0, 0.92)
+        aa_ = rng.uniform(0, 2 * np.pi, k)
+        x, y = _rotate(cx, cy, rr_ * np.cos(aa_) * a, rr_ * np.sin(aa_) * b, math.cos(ang), math.sin(ang))
+        cv.fine.add(x, y, PHASE_GRANULE * 2.0 * np.where(rng.random(k) < 0.8, 1.0, -1.0) * rng.uniform(0.5, 1.3, k))
+    for _ in range(rng.poisson(2)):  # a few short lines of granules along the major axis
+        s0 = rng.uniform(-0.6, 0.6)
+        o0 = rng.uniform(-0.6, 0.6)
+        tt = np.linspace(-0.25, 0.25, 9)
+        c_, s_ = math.cos(ang + rng.normal(0, 0.2)), math.sin(ang + rng.normal(0, 0.2))
+        cv.fine.add(*_rotate(cx, cy, (s0 + tt) * a, np.full_like(tt, o0 * b), c_, s_), np.full(9, 0.25))
+    k = int(pop.nvac[i])
+    if k:
+        rr_ = np.sqrt(rng.uniform(0.05, 0.6, k))
+        aa_ = rng.uniform(0, 2 * np.pi, k)
+        x, y = _rotate(cx, cy, rr_ * np.cos(aa_) * a, rr_ * np.sin(aa_) * b, math.cos(ang), math.sin(ang))
+        cv.coarse.add(x, y, PHASE_VACUOLE * rng.uniform(4.0, 9.0, k))
+
+
+def _spread_cell(cv: _Canvas, pop: Population, i: int, box: tuple, uv: tuple, rng: np.random.Generator) -> None:
+    """A spread cell's body: irregular lamella (angular harmonics of the boundary), thicker centre, dark rim."""
+    (x0, x1, y0, y1), (u, v, r2) = box, uv
+    ph = rng.uniform(0, 2 * np.pi, 4)
+    edge = _edge(u, v, r2, {2: 0.10, 3: 0.07, 5: 0.05, 8: 0.03}, {2: ph[0], 3: ph[1], 5: ph[2], 8: ph[3]})
+    rr = r2 * edge
+    prof = np.clip(1.0 - rr, 0.0, 1.0)
+    t = pop.thick[i]
+    cv.phi[y0:y1, x0:x1] += PHASE_CYTO * t * prof
+    cv.alpha[y0:y1, x0:x1] += ABS_CYTO * t * prof
+    # edge ridge (the fixture shows thin dark cell outlines)
+    ridge = np.exp(-((np.sqrt(rr) - 0.97) ** 2) * np.float32(1 / (2 * 0.035**2))) * (rr < 1.05)
+    cv.phi[y0:y1, x0:x1] += 0.04 * t * ridge
+
+
+def _add_specks(cv: _Canvas, specks: np.ndarray | None, pad: int) -> None:
+    """Small debris: a phase point and an absorbing point each."""
+    if specks is not None and len(specks):
+        cv.fine.add(specks[:, 0] + pad, specks[:, 1] + pad, specks[:, 2] * 6.0)
+        sp = _Splat((cv.n, cv.n))
+        sp.add(specks[:, 0] + pad, specks[:, 1] + pad, specks[:, 3])
+        cv.alpha += sp.image()
+
+
 def object_maps(
     pop: Population,
     size: int,
@@ -155,115 +265,26 @@ def object_maps(
     blurred with σ ≈ 0.7 px and σ ≈ 0.9 µm-vacuole kernels (phase), added in Fourier space.
     ``specks``: rows ``(x, y, phase, absorption)`` of small debris in image pixel coordinates.
     """
-    n = size + 2 * pad
-    phi = np.zeros((n, n), dtype=np.float64)
-    alpha = np.zeros((n, n), dtype=np.float64)
-    fine = _Splat((n, n))
-    coarse = _Splat((n, n))
-
+    cv = _Canvas.empty(size + 2 * pad)
     nuc_by_cell: dict[int, list[np.ndarray]] = {}
     for row in pop.nuc:
         nuc_by_cell.setdefault(int(row[0]), []).append(row)
-
     for i in range(pop.n):
         cx, cy = pop.cx[i] + pad, pop.cy[i] + pad
-        a, b, ang = pop.ca[i], pop.cb[i], pop.cang[i]
-        st = pop.state[i]
-        ext = a * 1.16 + 2
-        x0, x1, y0, y1 = _box(cx, cy, ext, n)
-        if x0 >= x1 or y0 >= y1:
+        box = _box(cx, cy, pop.ca[i] * 1.16 + 2, cv.n)
+        if box[0] >= box[1] or box[2] >= box[3]:
             continue
-        u, v = _ellipse_uv(x0, x1, y0, y1, cx, cy, a, b, ang)
-        r2 = u * u + v * v
-        if st in (ROUNDED, MITOTIC, DEAD):
-            # thick, round bodies: dome profile with a slightly irregular edge
-            ph = rng.uniform(0, 2 * np.pi, 2)
-            edge = _edge(u, v, r2, {3: 0.05, 5: 0.03}, {3: ph[0], 5: ph[1]})
-            rr = r2 * edge
-            dome = np.sqrt(np.clip(1.0 - rr, 0.0, 1.0))
-            if st == DEAD:
-                phi[y0:y1, x0:x1] += PHASE_DEAD * dome
-                alpha[y0:y1, x0:x1] += ABS_DEAD * dome**0.5
-                k = rng.poisson(3)
-                if k:  # blebs / fragments
-                    ang_b = rng.uniform(0, 2 * np.pi, k)
-                    rad_b = a * rng.uniform(0.6, 1.2, k)
-                    fine.add(cx + rad_b * np.cos(ang_b), cy + rad_b * np.sin(ang_b), rng.uniform(1.0, 2.5, k))
-            else:
-                phi[y0:y1, x0:x1] += PHASE_ROUND * (pop.thick[i] / 2.6) * dome
-                alpha[y0:y1, x0:x1] += 0.03 * dome
-                # granular / chromosomal texture in mitotic cells
-                k = rng.poisson(10 if st == MITOTIC else 5)
-                rr_ = a * np.sqrt(rng.uniform(0, 0.6, k))
-                aa_ = rng.uniform(0, 2 * np.pi, k)
-                fine.add(cx + rr_ * np.cos(aa_), cy + rr_ * np.sin(aa_), rng.normal(0, 0.8, k))
+        u, v = _ellipse_uv(*box, cx, cy, pop.ca[i], pop.cb[i], pop.cang[i])
+        uv = (u, v, u * u + v * v)
+        if pop.state[i] in (ROUNDED, MITOTIC, DEAD):
+            _round_body(cv, pop, i, (cx, cy), box, uv, rng)
             continue
-        # spread cell: irregular lamella (angular harmonics of the boundary), thicker centre
-        ph = rng.uniform(0, 2 * np.pi, 4)
-        edge = _edge(u, v, r2, {2: 0.10, 3: 0.07, 5: 0.05, 8: 0.03}, {2: ph[0], 3: ph[1], 5: ph[2], 8: ph[3]})
-        rr = r2 * edge
-        body = np.clip(1.0 - rr, 0.0, 1.0)
-        prof = body
-        t = pop.thick[i]
-        phi[y0:y1, x0:x1] += PHASE_CYTO * t * prof
-        alpha[y0:y1, x0:x1] += ABS_CYTO * t * prof
-        # edge ridge (the fixture shows thin dark cell outlines)
-        sr = np.sqrt(rr)
-        ridge = np.exp(-((sr - 0.97) ** 2) * np.float32(1 / (2 * 0.035**2))) * (rr < 1.05)
-        phi[y0:y1, x0:x1] += 0.04 * t * ridge
-        # nuclei (each on its own box)
+        _spread_cell(cv, pop, i, box, uv, rng)
         for nrow in nuc_by_cell.get(i, []):
-            nx, ny, na, nb, nang = nrow[1] + pad, nrow[2] + pad, nrow[3], nrow[4], nrow[5]
-            bx0, bx1, by0, by1 = _box(nx, ny, max(na, nb) + 1, n)
-            if bx0 < bx1 and by0 < by1:
-                nu, nv = _ellipse_uv(bx0, bx1, by0, by1, nx, ny, na, nb, nang)
-                plateau = np.clip(1.0 - (nu * nu + nv * nv), 0.0, 1.0) ** 1.6
-                phi[by0:by1, bx0:bx1] += PHASE_NUCLEUS * plateau
-                alpha[by0:by1, bx0:bx1] += ABS_NUCLEUS * plateau
-            k = 2 + rng.poisson(3)
-            rr_ = np.sqrt(rng.uniform(0, 0.55, k))
-            aa_ = rng.uniform(0, 2 * np.pi, k)
-            c_, s_ = math.cos(nang), math.sin(nang)
-            ux = rr_ * np.cos(aa_) * na
-            vy = rr_ * np.sin(aa_) * nb
-            fine.add(nx + ux * c_ - vy * s_, ny + ux * s_ + vy * c_, PHASE_NUCLEOLUS * 2.5 * pop.nucleoli[i] * rng.uniform(0.6, 1.4, k))
-        # cytoplasmic granules, denser around the nucleus
-        area_um2 = math.pi * a * b * pixel_um**2
-        k = rng.poisson(pop.gran[i] * area_um2 / 12.0)
-        if k:
-            rr_ = np.clip(np.abs(rng.normal(0.35, 0.25, k)), 0.0, 0.92)
-            aa_ = rng.uniform(0, 2 * np.pi, k)
-            c_, s_ = math.cos(ang), math.sin(ang)
-            ux = rr_ * np.cos(aa_) * a
-            vy = rr_ * np.sin(aa_) * b
-            amp = PHASE_GRANULE * 2.0 * np.where(rng.random(k) < 0.8, 1.0, -1.0) * rng.uniform(0.5, 1.3, k)
-            fine.add(cx + ux * c_ - vy * s_, cy + ux * s_ + vy * c_, amp)
-        # stress-fibre-like streaks along the major axis (a few short lines of granules)
-        for _ in range(rng.poisson(2)):
-            s0 = rng.uniform(-0.6, 0.6)
-            o0 = rng.uniform(-0.6, 0.6)
-            tt = np.linspace(-0.25, 0.25, 9)
-            c_, s_ = math.cos(ang + rng.normal(0, 0.2)), math.sin(ang + rng.normal(0, 0.2))
-            ux = (s0 + tt) * a
-            vy = np.full_like(tt, o0 * b)
-            fine.add(cx + ux * c_ - vy * s_, cy + ux * s_ + vy * c_, np.full(9, 0.25))
-        # vacuoles
-        k = int(pop.nvac[i])
-        if k:
-            rr_ = np.sqrt(rng.uniform(0.05, 0.6, k))
-            aa_ = rng.uniform(0, 2 * np.pi, k)
-            c_, s_ = math.cos(ang), math.sin(ang)
-            ux = rr_ * np.cos(aa_) * a
-            vy = rr_ * np.sin(aa_) * b
-            coarse.add(cx + ux * c_ - vy * s_, cy + ux * s_ + vy * c_, PHASE_VACUOLE * rng.uniform(4.0, 9.0, k))
-
-    if specks is not None and len(specks):
-        fine.add(specks[:, 0] + pad, specks[:, 1] + pad, specks[:, 2] * 6.0)
-        # absorbing specks
-        sp = _Splat((n, n))
-        sp.add(specks[:, 0] + pad, specks[:, 1] + pad, specks[:, 3])
-        alpha += sp.image()
-    return phi, alpha, fine.image(), coarse.image()
+            _nucleus(cv, nrow, pad, pop.nucleoli[i], rng)
+        _cytoplasm_texture(cv, pop, i, (cx, cy), rng, pixel_um)
+    _add_specks(cv, specks, pad)
+    return cv.phi, cv.alpha, cv.fine.image(), cv.coarse.image()
 
 
 # --------------------------------------------------------------------------------------------
