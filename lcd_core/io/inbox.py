@@ -16,12 +16,9 @@ from pathlib import Path
 
 import polars as pl
 
-from lcd_core.io.phenix import Measurement, PhenixError, read_index
+from lcd_core.io.phenix import INDEX_NAMES, Measurement, PhenixError, read_index
 from lcd_core.io.platemap import Screen
 from lcd_core.io.tables import PlateMapError
-
-INDEX_NAMES = ("Index.idx.xml", "Index.xml", "Index.ref.xml")
-
 
 @dataclass(frozen=True)
 class MeasurementTimepoint:
