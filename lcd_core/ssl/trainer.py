@@ -193,30 +193,115 @@ def train(config: SSLConfig, tile_source: TileSource, *, steps: int | None = Non
 
 def _train(config, tile_source, steps, time_budget_s, checkpoint_dir, checkpoint_every, resume, progress,
            log_every, device, name) -> TrainResult:
+    run = _setup(config, tile_source, device, name, checkpoint_dir, resume)
+    start = run.resumed_from or 0
+    end = run.total if steps is None else min(run.total, start + int(steps))
+    stopped_by = "done" if end == run.total else "steps"
+    history: list[dict[str, Any]] = []
+    step_times: list[float] = []
+    t_call = time.perf_counter()
+    last_saved, saved_step = None, start
+    step = start
+    for it in range(start, end):
+        if time_budget_s is not None and time.perf_counter() - t_call >= time_budget_s:
+            stopped_by = "time"
+            break
+        t0 = time.perf_counter()
+        done = _step(run, it)
+        step = it + 1
+        step_times.append(time.perf_counter() - t0)
+        if step % log_every == 0 or step == end:
+            history.append(_log_record(run, done, step, end, step_times))
+            if progress is not None:
+                progress(history[-1])
+        if checkpoint_dir is not None and checkpoint_every and step % checkpoint_every == 0:
+            last_saved, saved_step = _save(run, step), step
+    if checkpoint_dir is not None and step > saved_step:
+        last_saved = _save(run, step)
+    elif checkpoint_dir is not None and has_training_state(checkpoint_dir):
+        last_saved = Path(checkpoint_dir)
+    recent = _steady(step_times)
+    crops_per_s = run.crops_per_step / float(np.mean(recent)) if recent else 0.0
+    return TrainResult(step=step, total_steps=run.total, steps_run=step - start, stopped_by=stopped_by,
+                       checkpoint=last_saved, crops_per_s=crops_per_s, history=history,
+                       sampler_stats=dict(run.sampler.stats), resumed_from=run.resumed_from)
+
+
+@dataclass
+class _Run:
+    """One call's training state: data, schedules, models, loss, optimiser, checkpoint target."""
+
+    config: SSLConfig
+    source: TileSource
+    dev: torch.device
+    amp: torch.dtype | None
+    sampler: CrossBatchSampler
+    spe: int  # steps per epoch
+    sched: Any
+    total: int  # planned steps of the run
+    rep_ids: np.ndarray  # replica index of every tile
+    rep_labels: list
+    student: MultiCropWrapper
+    teacher: MultiCropWrapper
+    dino: DINOLoss
+    barlow: BarlowTwinsLoss | None
+    opt: torch.optim.Optimizer
+    aug: MultiCropAugment
+    name: str
+    checkpoint_dir: str | Path | None
+    resumed_from: int | None = None
+
+    @property
+    def crops_per_step(self) -> int:
+        return int(self.config.batch_size) * self.config.n_crops
+
+
+@dataclass
+class _StepOut:
+    """What one step leaves for the log: its index, schedule values, loss terms, teacher
+    features and gradient norm."""
+
+    it: int
+    sched: dict[str, float]
+    terms: Any
+    t_feat: torch.Tensor
+    gnorm: torch.Tensor | None
+
+
+def _replicas(config: SSLConfig, tile_source: TileSource) -> tuple[np.ndarray, list, np.ndarray]:
+    """Replica index of every tile, the replica labels and their shares (one pseudo-replica
+    without cross-batch pairs)."""
+    if config.cross_batch:
+        return replica_index(tile_source.table)
+    return np.zeros(len(tile_source), np.int64), [None], np.ones(1)
+
+
+def _check_resumable(checkpoint_dir: str | Path, config: SSLConfig, rep_labels: list) -> None:
+    """``ValueError`` when the saved run differs in a model field or in its replicas."""
+    state = json.loads((Path(checkpoint_dir) / STATE_JSON).read_text())
+    saved = SSLConfig.from_dict(state["config"])
+    bad = [f for f in MODEL_FIELDS if getattr(saved, f) != getattr(config, f)]
+    saved_reps = state.get("replicas")
+    if config.cross_batch and saved_reps is not None and saved_reps != [str(r) for r in rep_labels]:
+        bad.append(f"replicas ({saved_reps} saved, {[str(r) for r in rep_labels]} now)")
+    if bad:
+        raise ValueError(f"cannot resume {checkpoint_dir}: config differs in {bad}; use resume=False "
+                         "or another checkpoint_dir")
+
+
+def _setup(config: SSLConfig, tile_source: TileSource, device, name: str | None,
+           checkpoint_dir: str | Path | None, resume: bool) -> _Run:
+    """Sampler, schedules, student / teacher, losses and optimiser, resumed from
+    ``checkpoint_dir`` when it holds a training state (checked before anything is built)."""
     dev = _resolve_device(device)
     amp = _amp_dtype(config.amp, dev)
-    table = tile_source.table
-    B = int(config.batch_size)
-    sampler = CrossBatchSampler(table, cross_batch=config.cross_batch, seed=config.seed)
-    spe = sampler.steps_per_epoch(B)
+    sampler = CrossBatchSampler(tile_source.table, cross_batch=config.cross_batch, seed=config.seed)
+    spe = sampler.steps_per_epoch(int(config.batch_size))
     sched = schedules_for(config, spe)
-    total = len(sched.lr)
-    if config.cross_batch:
-        rep_ids, rep_labels, rep_share = replica_index(table)
-    else:
-        rep_ids, rep_labels, rep_share = np.zeros(len(tile_source), np.int64), [None], np.ones(1)
-
+    rep_ids, rep_labels, rep_share = _replicas(config, tile_source)
     can_resume = checkpoint_dir is not None and resume and has_training_state(checkpoint_dir)
-    if can_resume:  # refuse before building anything
-        saved = SSLConfig.from_dict(json.loads((Path(checkpoint_dir) / STATE_JSON).read_text())["config"])
-        bad = [f for f in MODEL_FIELDS if getattr(saved, f) != getattr(config, f)]
-        saved_reps = json.loads((Path(checkpoint_dir) / STATE_JSON).read_text()).get("replicas")
-        if config.cross_batch and saved_reps is not None and saved_reps != [str(r) for r in rep_labels]:
-            bad.append(f"replicas ({saved_reps} saved, {[str(r) for r in rep_labels]} now)")
-        if bad:
-            raise ValueError(f"cannot resume {checkpoint_dir}: config differs in {bad}; use resume=False "
-                             "or another checkpoint_dir")
-
+    if can_resume:
+        _check_resumable(checkpoint_dir, config, rep_labels)
     student, teacher = build_student_teacher(config)
     student.to(dev).train()
     teacher.to(dev).train()  # no dropout/BN in a ViT: train/eval only matters for drop-path (0)
@@ -225,97 +310,103 @@ def _train(config, tile_source, steps, time_budget_s, checkpoint_dir, checkpoint
                     config.center_weight_cap).to(dev)
     barlow = BarlowTwinsLoss(config.barlow_lambda) if config.barlow else None
     opt = torch.optim.AdamW(_param_groups(student), lr=0.0, weight_decay=0.0)
-    aug = MultiCropAugment(config)
-    name = name or f"ssl-{config.variant.replace(' + ', '-').lower()}"
-
-    start, resumed_from = 0, None
+    run = _Run(config, tile_source, dev, amp, sampler, spe, sched, len(sched.lr), rep_ids, rep_labels,
+               student, teacher, dino, barlow, opt, MultiCropAugment(config),
+               name or f"ssl-{config.variant.replace(' + ', '-').lower()}", checkpoint_dir)
     if can_resume:
         meta = load_training_state(checkpoint_dir, student=student, teacher=teacher, center=dino.center,
                                    optimizer=opt)
-        start = resumed_from = int(meta["step"])
+        run.resumed_from = int(meta["step"])
         sampler.stats.update(meta.get("sampler_stats", {}))
+    return run
 
-    def save(step: int) -> Path | None:
-        if checkpoint_dir is None:
-            return None
-        meta = {"step": step, "total_steps": total, "config": config.to_dict(),
-                "sampler_stats": dict(sampler.stats), "replicas": [str(r) for r in rep_labels]}
-        extra = {"ssl": config.to_dict(), "variant": config.variant, "step": step,
-                 "total_steps": total, "epoch": step / spe, "trained": True, "source": "lcd_core.ssl",
-                 "input_size": config.global_crop_size,
-                 "seed": config.seed}
-        return save_training_checkpoint(checkpoint_dir, student=student, teacher=teacher, center=dino.center,
-                                        optimizer=opt, meta=meta, arch=config.arch, name=name, extra=extra)
 
-    end = total if steps is None else min(total, start + int(steps))
-    history: list[dict[str, Any]] = []
-    crops_per_step = B * config.n_crops
-    t_call = time.perf_counter()
-    step_times: list[float] = []
-    stopped_by = "done" if end == total else "steps"
-    params = [p for p in student.parameters() if p.requires_grad]
-    last_saved, saved_step = None, start
-    step = start
-    for it in range(start, end):
-        if time_budget_s is not None and time.perf_counter() - t_call >= time_budget_s:
-            stopped_by = "time"
-            break
-        t0 = time.perf_counter()
-        s = sched.at(it)
-        for i, gr in enumerate(opt.param_groups):
-            gr["lr"] = s["lr"]
-            if i == 0:
-                gr["weight_decay"] = s["wd"]
-        pb = sampler.batch(it, B)
-        g = torch.Generator().manual_seed(config.seed * 1_000_003 + it)
-        crops = [normalize_input(c).to(dev, non_blocking=True)
-                 for c in _collate(tile_source, aug, pb.anchor, pb.partner, not config.cross_batch, g)]
-        replica = torch.as_tensor(np.concatenate([rep_ids[pb.anchor], rep_ids[pb.partner]]), device=dev)
-        with torch.autocast(dev.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
-            with torch.no_grad():
-                t_out, t_feat = teacher(crops[:2], return_features=True)
-            s_out = student(crops)
-        terms = total_loss(dino, s_out.float(), t_out.float(), s["teacher_temp"], replica, barlow,
-                           config.barlow_weight)
-        if not torch.isfinite(terms.total):
-            raise FloatingPointError(f"loss is {float(terms.total)} at step {it}; stopping")
-        opt.zero_grad(set_to_none=True)
-        terms.total.backward()
-        gnorm = _clip_gradients(params, config.clip_grad) if config.clip_grad > 0 else None
-        if it / spe < config.freeze_last_layer:
-            for n, p in student.named_parameters():
-                if "last_layer" in n:
-                    p.grad = None
-        opt.step()
+def _crops(run: _Run, it: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Step ``it``'s normalised multi-crops (on the device) and the replica of each pair member."""
+    cfg = run.config
+    pb = run.sampler.batch(it, int(cfg.batch_size))
+    g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + it)
+    crops = [normalize_input(c).to(run.dev, non_blocking=True)
+             for c in _collate(run.source, run.aug, pb.anchor, pb.partner, not cfg.cross_batch, g)]
+    replica = torch.as_tensor(np.concatenate([run.rep_ids[pb.anchor], run.rep_ids[pb.partner]]),
+                              device=run.dev)
+    return crops, replica
+
+
+def _step(run: _Run, it: int) -> _StepOut:
+    """One optimisation step: schedules, forward, loss, clipped backward, last-layer freeze, AdamW,
+    teacher EMA."""
+    s = run.sched.at(it)
+    for i, gr in enumerate(run.opt.param_groups):
+        gr["lr"] = s["lr"]
+        if i == 0:
+            gr["weight_decay"] = s["wd"]
+    crops, replica = _crops(run, it)
+    with torch.autocast(run.dev.type, dtype=run.amp or torch.bfloat16, enabled=run.amp is not None):
         with torch.no_grad():
-            m = s["momentum"]
-            tp = list(teacher.parameters())
-            sp = list(student.parameters())
-            torch._foreach_mul_(tp, m)
-            torch._foreach_add_(tp, sp, alpha=1.0 - m)
-        step = it + 1
-        step_times.append(time.perf_counter() - t0)
-        if step % log_every == 0 or step == end:
-            recent = step_times[1:] if len(step_times) > 1 else step_times
-            dt = float(np.mean(recent[-20:]))
-            rec = {"step": step, "total_steps": total, "epoch": it / spe, "loss": float(terms.total.detach()),
-                   "dino": float(terms.dino), "barlow": None if terms.barlow is None else float(terms.barlow),
-                   **s, "grad_norm": None if gnorm is None else float(gnorm),
-                   "crops_per_s": crops_per_step / dt, "step_s": dt,
-                   "eta_s": (total - step) * dt, "eta_call_s": (end - step) * dt,
-                   **collapse_indicators(terms.teacher_probs, t_feat.detach()),
-                   **{f"pairs_{k}": v for k, v in sampler.stats.items()}}
-            history.append(rec)
-            if progress is not None:
-                progress(rec)
-        if checkpoint_dir is not None and checkpoint_every and step % checkpoint_every == 0:
-            last_saved, saved_step = save(step), step
-    if checkpoint_dir is not None and step > saved_step:
-        last_saved = save(step)
-    elif checkpoint_dir is not None and has_training_state(checkpoint_dir):
-        last_saved = Path(checkpoint_dir)
-    ckpt = last_saved
-    recent = step_times[1:] if len(step_times) > 1 else step_times
-    return TrainResult(step=step, total_steps=total, steps_run=step - start, stopped_by=stopped_by,
-                       checkpoint=ckpt, crops_per_s=crops_per_step / float(np.mean(recent)) if recent else 0.0,
-                       history=history, sampler_stats=dict(sampler.stats), resumed_from=resumed_from)
+            t_out, t_feat = run.teacher(crops[:2], return_features=True)
+        s_out = run.student(crops)
+    terms = total_loss(run.dino, s_out.float(), t_out.float(), s["teacher_temp"], replica, run.barlow,
+                       run.config.barlow_weight)
+    if not torch.isfinite(terms.total):
+        raise FloatingPointError(f"loss is {float(terms.total)} at step {it}; stopping")
+    run.opt.zero_grad(set_to_none=True)
+    terms.total.backward()
+    gnorm = _clip_and_freeze(run, it)
+    run.opt.step()
+    _ema_update(run.teacher, run.student, s["momentum"])
+    return _StepOut(it, s, terms, t_feat, gnorm)
+
+
+def _clip_and_freeze(run: _Run, it: int) -> torch.Tensor | None:
+    """Per-parameter gradient clipping, then no gradient for the last layer while it is frozen.
+    Returns the gradient norm before clipping (None without clipping)."""
+    params = [p for p in run.student.parameters() if p.requires_grad]
+    gnorm = _clip_gradients(params, run.config.clip_grad) if run.config.clip_grad > 0 else None
+    if it / run.spe < run.config.freeze_last_layer:
+        for n, p in run.student.named_parameters():
+            if "last_layer" in n:
+                p.grad = None
+    return gnorm
+
+
+@torch.no_grad()
+def _ema_update(teacher: torch.nn.Module, student: torch.nn.Module, m: float) -> None:
+    """teacher ← m · teacher + (1 − m) · student."""
+    tp = list(teacher.parameters())
+    torch._foreach_mul_(tp, m)
+    torch._foreach_add_(tp, list(student.parameters()), alpha=1.0 - m)
+
+
+def _steady(step_times: list[float]) -> list[float]:
+    """Step times without the first (warm-up) step when there are more."""
+    return step_times[1:] if len(step_times) > 1 else step_times
+
+
+def _log_record(run: _Run, out: _StepOut, step: int, end: int, step_times: list[float]) -> dict[str, Any]:
+    """The progress / history record after ``step`` (see :func:`train`)."""
+    dt = float(np.mean(_steady(step_times)[-20:]))
+    terms = out.terms
+    return {"step": step, "total_steps": run.total, "epoch": out.it / run.spe,
+            "loss": float(terms.total.detach()), "dino": float(terms.dino),
+            "barlow": None if terms.barlow is None else float(terms.barlow),
+            **out.sched, "grad_norm": None if out.gnorm is None else float(out.gnorm),
+            "crops_per_s": run.crops_per_step / dt, "step_s": dt,
+            "eta_s": (run.total - step) * dt, "eta_call_s": (end - step) * dt,
+            **collapse_indicators(terms.teacher_probs, out.t_feat.detach()),
+            **{f"pairs_{k}": v for k, v in run.sampler.stats.items()}}
+
+
+def _save(run: _Run, step: int) -> Path | None:
+    """Checkpoint the run at ``step`` (weights, optimiser, center, sampler counts)."""
+    if run.checkpoint_dir is None:
+        return None
+    cfg = run.config
+    meta = {"step": step, "total_steps": run.total, "config": cfg.to_dict(),
+            "sampler_stats": dict(run.sampler.stats), "replicas": [str(r) for r in run.rep_labels]}
+    extra = {"ssl": cfg.to_dict(), "variant": cfg.variant, "step": step, "total_steps": run.total,
+             "epoch": step / run.spe, "trained": True, "source": "lcd_core.ssl",
+             "input_size": cfg.global_crop_size, "seed": cfg.seed}
+    return save_training_checkpoint(run.checkpoint_dir, student=run.student, teacher=run.teacher,
+                                    center=run.dino.center, optimizer=run.opt, meta=meta, arch=cfg.arch,
+                                    name=run.name, extra=extra)
