@@ -1,4 +1,4 @@
-"""Tests of the synthetic screen generator (lcd_core.synth), on the ``small`` preset."""
+"""Tests of the synthetic screen generator (lcd_core.synth.screen, generate_screen end to end), on the ``small`` preset."""
 
 from __future__ import annotations
 
