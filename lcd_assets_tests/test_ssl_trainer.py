@@ -129,3 +129,12 @@ def test_collapse_indicators_detect_collapse():
     assert collapsed["teacher_entropy"] == pytest.approx(1.0) and healthy["teacher_entropy"] < 0.8
     assert collapsed["embed_std"] < 1e-4 < healthy["embed_std"]
     assert collapsed["effective_rank"] < 1.1 < 4 < healthy["effective_rank"]
+
+
+def test_resume_with_another_model_is_refused(source, tmp_path):
+    ck = tmp_path / "run"
+    train(_tiny(), source, steps=1, checkpoint_dir=ck)
+    with pytest.raises(ValueError, match=r"cannot resume .*out_dim"):
+        train(_tiny(out_dim=16), source, steps=1, checkpoint_dir=ck)
+    r = train(_tiny(out_dim=16), source, steps=1, checkpoint_dir=ck, resume=False)
+    assert r.resumed_from is None and r.step == 1
