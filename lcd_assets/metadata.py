@@ -1,4 +1,4 @@
-"""Materialization metadata helpers: images in the UI, tables as markdown."""
+"""Materialization metadata helpers: images in the UI, tables as markdown, the checks a run selected."""
 
 from __future__ import annotations
 
@@ -36,3 +36,11 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
+
+
+def selected_checks(context: dg.AssetExecutionContext, checks: list[dg.AssetCheckResult],
+                    asset: dg.AssetKey) -> list[dg.AssetCheckResult]:
+    """The ``checks`` of ``asset`` that this run selected (a subset run of a multi-asset may
+    leave some out, and reporting an unselected check is an error)."""
+    selected = {k.name for k in context.selected_asset_check_keys if k.asset_key == asset}
+    return [c for c in checks if c.check_name in selected]

@@ -39,6 +39,18 @@ def condition_key(dose: str, timepoint: str) -> dg.MultiPartitionKey:
     return dg.MultiPartitionKey({"dose": dose, "timepoint": timepoint})
 
 
+def measurement_of(context: dg.AssetExecutionContext) -> tuple[str, str]:
+    """``(plate, timepoint)`` of the partition a measurement asset runs for."""
+    keys = context.partition_key.keys_by_dimension
+    return keys["plate"], keys["timepoint"]
+
+
+def condition_of(context: dg.AssetExecutionContext) -> tuple[str, str]:
+    """``(dose, timepoint)`` of the partition an analysis asset runs for."""
+    keys = context.partition_key.keys_by_dimension
+    return keys["dose"], keys["timepoint"]
+
+
 def partitioned_check(
     name: str,
     *,

@@ -2,15 +2,13 @@
 (and the handcrafted baseline's FOV features and segmented cells, from the same pass over the
 decoded tiles).
 
-Each asset is thin glue over ``lcd_core``: it reads its partition, calls the library, writes the
-result atomically (DuckDB partition replace or Parquet ``os.replace``) and reports metadata and
-blocking checks.
+Each asset is thin glue over :mod:`lcd_core.pipeline.acquisition`: it reads its partition, calls
+the library, writes the result atomically (DuckDB partition replace or Parquet ``os.replace``) and
+reports metadata and blocking checks.
 """
 
 
 import functools
-import time
-from collections import Counter
 from pathlib import Path
 
 import dagster as dg
@@ -18,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from lcd_assets import metadata as md
-from lcd_assets.partitions import measurement_partitions, partitioned_check
+from lcd_assets.partitions import measurement_of, measurement_partitions, partitioned_check
 from lcd_assets.resources import (
     CELL_SEGMENTATION_MODEL,
     WAREHOUSE_POOL,
@@ -26,26 +24,19 @@ from lcd_assets.resources import (
     LcdHome,
     TilingSettings,
 )
+from lcd_core.cells import CELL_FEATURE_NAMES, N_CELL_FEATURES, load_raynet
+from lcd_core.embedding.aggregate import aggregate_embeddings
+from lcd_core.embedding.vit import load_checkpoint
+from lcd_core.handcrafted.features import FEATURE_NAMES, N_FEATURES
+from lcd_core.pipeline import acquisition as pipeline
+from lcd_core.pipeline.acquisition import EMBED_DIM, FOV_KEYS, WELL_KEYS
 from lcd_core.tiles import partition as acq
-from lcd_core.cells import CELL_FEATURE_NAMES, N_CELL_FEATURES, N_RAYS, load_raynet
-from lcd_core.cells.features import tiles_cell_features
-from lcd_core.embedding.inference import aggregate_embeddings, embed_batches, input_size_of, resize_tiles
-from lcd_core.handcrafted.features import FEATURE_NAMES, N_FEATURES, tiles_features
-from lcd_core.io.inbox import resolve_partition
-from lcd_core.io.phenix import read_index
-from lcd_core.tiles.tiling import preprocess_stack, render_preview, render_tile_strip, tile_grid
-from lcd_core.embedding.vit import describe_checkpoint, load_checkpoint
+from lcd_core.tiles.preprocess import TileConfig
 
 GROUP = "acquisition"
-EMBED_DIM = 384
 
 
 _check_spec = functools.partial(partitioned_check, partitions_def=measurement_partitions, blocking=True)
-
-
-def _partition(context: dg.AssetExecutionContext) -> tuple[str, str]:
-    keys = context.partition_key.keys_by_dimension
-    return keys["plate"], keys["timepoint"]
 
 
 def _where(plate: str, timepoint: str) -> dict[str, str]:
@@ -57,6 +48,14 @@ def _read_partition_table(lcd: LcdHome, table: str, plate: str, timepoint: str) 
         f"SELECT * FROM {table} WHERE plate = $plate AND timepoint = $timepoint",
         {"plate": plate, "timepoint": timepoint},
     )
+
+
+def _partition_fovs(lcd: LcdHome, tiling: TilingSettings, plate: str,
+                    timepoint: str) -> tuple[pl.DataFrame, pl.DataFrame, TileConfig]:
+    """The partition's image index, its brightfield FOVs and the tiling of its image size."""
+    index = _read_partition_table(lcd, "image_index", plate, timepoint)
+    fovs = acq.fov_paths(index, pipeline.brightfield_of(index))
+    return index, fovs, tiling.config_for(int(index["size_x"].max()))
 
 
 # --------------------------------------------------------------------------------------------
@@ -84,48 +83,50 @@ def _read_partition_table(lcd: LcdHome, table: str, plate: str, timepoint: str) 
     ),
 )
 def image_index(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.MaterializeResult:
-    plate, timepoint = _partition(context)
-    screen = lcd.screen()
+    plate, timepoint = measurement_of(context)
     hint = context.run.tags.get("lcd/measurement")
-    mt = resolve_partition(lcd.inbox, screen, plate, timepoint, Path(hint) if hint else None)
-    meas = read_index(mt.path)
-    table = acq.image_index_table(meas, mt, screen)
-    brightfield = meas.brightfield_channel()
-    completeness = acq.index_completeness(table, screen.layout_of(plate), brightfield)
-    n = lcd.warehouse().replace_partition("image_index", table, _where(plate, timepoint))
-    bf = meas.channels[brightfield]
+    found = pipeline.index_measurement(lcd.inbox, lcd.screen(), plate, timepoint, Path(hint) if hint else None)
+    n = lcd.warehouse().replace_partition("image_index", found.table, _where(plate, timepoint))
     return dg.MaterializeResult(
+        metadata=_index_metadata(found, n),
+        check_results=[_completeness_check(found.completeness)],
+    )
+
+
+def _index_metadata(found: pipeline.IndexedMeasurement, n_images: int) -> dict:
+    mt, meas, table, completeness = found.measurement, found.phenix, found.table, found.completeness
+    bf = meas.channels[found.brightfield]
+    return {
+        "measurement": dg.MetadataValue.path(str(mt.path)),
+        "barcode": mt.barcode,
+        "measurement_id": mt.measurement_id,
+        "harmony_version": meas.harmony_version,
+        "dose": mt.dose,
+        "images": n_images,
+        "wells": completeness.n_wells_imaged,
+        "fields": str(completeness.fields),
+        "planes": str(completeness.planes),
+        "brightfield_channel": f"{found.brightfield} ({bf.name})",
+        "channels": ", ".join(f"{c.id}:{c.name} [{c.type}]" for c in meas.channels.values()),
+        "image_size": f"{table['size_x'][0]}×{table['size_y'][0]}" if table.height else "",
+        "missing_files": len(completeness.missing_files),
+    }
+
+
+def _completeness_check(completeness: acq.Completeness) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name="index_complete",
+        passed=completeness.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=completeness.summary(),
         metadata={
-            "measurement": dg.MetadataValue.path(str(mt.path)),
-            "barcode": mt.barcode,
-            "measurement_id": mt.measurement_id,
-            "harmony_version": meas.harmony_version,
-            "dose": mt.dose,
-            "images": n,
-            "wells": completeness.n_wells_imaged,
-            "fields": str(completeness.fields),
-            "planes": str(completeness.planes),
-            "brightfield_channel": f"{brightfield} ({bf.name})",
-            "channels": ", ".join(f"{c.id}:{c.name} [{c.type}]" for c in meas.channels.values()),
-            "image_size": f"{table['size_x'][0]}×{table['size_y'][0]}" if table.height else "",
+            "wells_expected": completeness.n_wells_expected,
+            "wells_imaged": completeness.n_wells_imaged,
+            "missing_wells": len(completeness.missing_wells),
+            "incomplete_fovs": len(completeness.incomplete_fovs),
             "missing_files": len(completeness.missing_files),
+            "foreign_wells": len(completeness.foreign_wells),
         },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="index_complete",
-                passed=completeness.passed,
-                severity=dg.AssetCheckSeverity.ERROR,
-                description=completeness.summary(),
-                metadata={
-                    "wells_expected": completeness.n_wells_expected,
-                    "wells_imaged": completeness.n_wells_imaged,
-                    "missing_wells": len(completeness.missing_wells),
-                    "incomplete_fovs": len(completeness.incomplete_fovs),
-                    "missing_files": len(completeness.missing_files),
-                    "foreign_wells": len(completeness.foreign_wells),
-                },
-            )
-        ],
     )
 
 
@@ -163,98 +164,63 @@ MAX_EMPTY_FOV_FRACTION = 0.25
 def tiles(
     context: dg.AssetExecutionContext, lcd: LcdHome, tiling: TilingSettings
 ) -> dg.MaterializeResult:
-    plate, timepoint = _partition(context)
-    index = _read_partition_table(lcd, "image_index", plate, timepoint)
-    brightfield = _brightfield_of(index)
-    fovs = acq.fov_paths(index, brightfield)
-    config = tiling.config_for(int(index["size_x"].max()))
-    rows: list[dict] = []
-    preview = None  # the first FOV, or the first one with a QC reject
-    examples: dict[bool, list[tuple[np.ndarray, dict]]] = {True: [], False: []}
-    t0 = time.perf_counter()
-    for row, fov_tiles, records in acq.tile_partition(fovs, config):
-        rows.extend(acq.tile_records(row, records))
-        has_reject = any(r["qc_reason"] for r in records)
-        if preview is None or (has_reject and not preview[2]):
-            preview = (row, records, has_reject)
-        for t, rec in zip(fov_tiles, records):
-            bucket = examples[rec["qc_reason"] is None]
-            if len(bucket) < 8:
-                bucket.append((t, rec))
-    elapsed = time.perf_counter() - t0
-    table = pl.DataFrame(rows, infer_schema_length=None)
-    lcd.warehouse().replace_partition("tiles", table, _where(plate, timepoint))
-
-    per_fov = table.group_by(["well", "field"]).agg(
-        pl.len().alias("n"), pl.col("kept").sum().alias("kept")
-    )
-    reasons = Counter(r for r in table["qc_reason"].to_list() if r)
-    empty_fovs = per_fov.filter(pl.col("kept") == 0).height
-    grid_max = int(per_fov["n"].max()) if per_fov.height else 0
-    size = int(index["size_y"].max()) // config.binning, int(index["size_x"].max()) // config.binning
-    grid_cap = len(tile_grid(*size, config.tile_size))
-    passed = (
-        per_fov.height > 0
-        and empty_fovs <= MAX_EMPTY_FOV_FRACTION * per_fov.height
-        and grid_max <= grid_cap
-    )
+    plate, timepoint = measurement_of(context)
+    index, fovs, config = _partition_fovs(lcd, tiling, plate, timepoint)
+    tiled = pipeline.tile_measurement(fovs, config)
+    lcd.warehouse().replace_partition("tiles", tiled.table, _where(plate, timepoint))
+    shape = int(index["size_y"].max()), int(index["size_x"].max())
+    qc = pipeline.tile_qc(tiled.table, shape, config, MAX_EMPTY_FOV_FRACTION)
     meta = {
-        "fovs": per_fov.height,
-        "tiles": table.height,
-        "kept": int(table["kept"].sum()),
-        "rejected_by_reason": dg.MetadataValue.json(dict(reasons)),
-        "kept_per_fov_median": float(per_fov["kept"].median() or 0),
-        "fovs_per_s": round(per_fov.height / max(elapsed, 1e-9), 2),
+        "fovs": qc.per_fov.height,
+        "tiles": tiled.table.height,
+        "kept": int(tiled.table["kept"].sum()),
+        "rejected_by_reason": dg.MetadataValue.json(qc.rejected_by_reason),
+        "kept_per_fov_median": float(qc.per_fov["kept"].median() or 0),
+        "fovs_per_s": round(qc.per_fov.height / max(tiled.seconds, 1e-9), 2),
         "binning": config.binning,
         "tile_size": config.tile_size,
+        **_qc_vs_truth(lcd, tiled.table, plate, timepoint),
+        **_tile_previews(lcd, tiled, config, plate, timepoint),
     }
-    truth = lcd.truth_dir / "fovs.parquet"
-    if truth.exists():  # a synthetic screen: how QC recovers the planted artifacts
-        fovs_truth = pl.read_parquet(truth).filter(
-            (pl.col("plate") == plate) & (pl.col("timepoint") == timepoint)
-        )
-        if fovs_truth.height:
-            meta["qc_vs_truth"] = dg.MetadataValue.json(acq.qc_against_truth(table, fovs_truth))
-    previews = lcd.previews_dir / "tiles" / plate / timepoint
-    if preview is not None:
-        row, records, _ = preview
-        image = preprocess_stack(acq.read_fov(row["paths"]), config)
-        meta["preview_fov"] = md.image(
-            render_preview(image, records, config.tile_size),
-            f"{row['well']} field {row['field']} with its tile grid (red: rejected by QC)",
-            previews / "fov.png",
-        )
-    chosen = examples[True] + examples[False]
-    if chosen:
-        meta["tile_examples"] = md.image(
-            render_tile_strip(np.stack([t for t, _ in chosen]), [r for _, r in chosen]),
-            "kept tiles (top) and QC rejects (bottom)",
-            previews / "tiles.png",
-        )
     return dg.MaterializeResult(
         metadata=meta,
         check_results=[
             dg.AssetCheckResult(
                 check_name="tiles_per_fov_in_bounds",
-                passed=bool(passed),
+                passed=qc.passed,
                 severity=dg.AssetCheckSeverity.ERROR,
-                description=f"{empty_fovs} of {per_fov.height} FOVs have no kept tile",
-                metadata={"fovs_without_tiles": empty_fovs, "max_tiles_per_fov": grid_max,
-                          "grid_capacity": grid_cap},
+                description=f"{qc.empty_fovs} of {qc.per_fov.height} FOVs have no kept tile",
+                metadata={"fovs_without_tiles": qc.empty_fovs, "max_tiles_per_fov": qc.max_tiles_per_fov,
+                          "grid_capacity": qc.grid_capacity},
             )
         ],
     )
 
 
-def _brightfield_of(index: pl.DataFrame) -> int:
-    bf = index.filter(pl.col("channel_type").str.to_lowercase() == "brightfield")["channel"].unique()
-    if bf.len() == 0:
-        raise ValueError("image_index partition has no Brightfield channel")
-    return int(bf.min())
+def _qc_vs_truth(lcd: LcdHome, table: pl.DataFrame, plate: str, timepoint: str) -> dict:
+    """On a synthetic screen: how QC recovers the planted artifacts of this partition."""
+    truth = lcd.truth_dir / "fovs.parquet"
+    if not truth.exists():
+        return {}
+    fovs = pl.read_parquet(truth).filter((pl.col("plate") == plate) & (pl.col("timepoint") == timepoint))
+    return {"qc_vs_truth": dg.MetadataValue.json(acq.qc_against_truth(table, fovs))} if fovs.height else {}
+
+
+def _tile_previews(lcd: LcdHome, tiled: pipeline.Tiling, config: TileConfig, plate: str, timepoint: str) -> dict:
+    """The preview FOV with its tile grid and the strip of example tiles, saved under previews/."""
+    folder = lcd.previews_dir / "tiles" / plate / timepoint
+    meta = {}
+    if (png := pipeline.preview_png(tiled, config)) is not None:
+        row = tiled.preview[0]
+        meta["preview_fov"] = md.image(
+            png, f"{row['well']} field {row['field']} with its tile grid (red: rejected by QC)", folder / "fov.png")
+    if (png := pipeline.examples_png(tiled)) is not None:
+        meta["tile_examples"] = md.image(png, "kept tiles (top) and QC rejects (bottom)", folder / "tiles.png")
+    return meta
 
 
 # --------------------------------------------------------------------------------------------
-# tile_embeddings
+# tile_embeddings, fov_features, cell_features: one decode of the kept tiles
 
 
 _LOADERS = {"model.safetensors": (load_checkpoint, "checkpoint", "model_checkpoint"),
@@ -274,6 +240,12 @@ def _load_model(folder: Path, weights: str = "model.safetensors"):
         _, what, asset = _LOADERS[weights]
         raise FileNotFoundError(f"{what} {path} not found: materialize {asset} first")
     return _load_cached(str(folder), weights, path.stat().st_mtime)
+
+
+def _vit(lcd: LcdHome, embedding: EmbeddingSettings) -> pipeline.Vit:
+    model, record = _load_model(lcd.models_dir / embedding.checkpoint)
+    return pipeline.Vit(model, record, record.get("name", embedding.checkpoint), batch_size=embedding.batch_size,
+                        dtype=embedding.dtype, device=embedding.device)
 
 
 _EMBEDDINGS, _FEATURES = dg.AssetKey("tile_embeddings"), dg.AssetKey("fov_features")
@@ -340,169 +312,99 @@ def kept_tile_pass(
     embedding: EmbeddingSettings,
 ):
     """Decode the partition's kept tiles once; feed the ViT, the handcrafted features and the cell
-    segmentation from it.
+    segmentation from it (:func:`lcd_core.pipeline.acquisition.kept_tile_pass`).
 
     Any subset can be materialized (``can_subset``): fov_features alone needs no model.
     """
-    plate, timepoint = _partition(context)
-    index = _read_partition_table(lcd, "image_index", plate, timepoint)
+    plate, timepoint = measurement_of(context)
+    _, fovs, config = _partition_fovs(lcd, tiling, plate, timepoint)
     kept = _read_partition_table(lcd, "tiles", plate, timepoint).filter(pl.col("kept"))
-    fovs = acq.fov_paths(index, _brightfield_of(index))
-    config = tiling.config_for(int(index["size_x"].max()))
     selected = context.selected_asset_keys
-    want_emb, want_feat, want_cells = _EMBEDDINGS in selected, _FEATURES in selected, _CELLS in selected
-    raynet = _load_model(lcd.models_dir / CELL_SEGMENTATION_MODEL, "raynet.pt")[0] if want_cells else None
-    rows: list[dict] = []
-    feats: list[np.ndarray] = []
-    cell_feats: list[np.ndarray] = []
-    cells: list[dict] = []
-    seconds = {"features": 0.0, "cells": 0.0}
-
-    def tiles_with_features():
-        for tile_rows, arr in acq.iter_kept_tiles(fovs, kept, config):
-            if want_feat:
-                t = time.perf_counter()
-                feats.extend(tiles_features([arr]))
-                seconds["features"] += time.perf_counter() - t
-            if want_cells:
-                t = time.perf_counter()
-                for f, segs in tiles_cell_features(raynet, [arr]):
-                    cell_feats.append(f)
-                    cells.extend(_cell_rows(tile_rows, segs))
-                seconds["cells"] += time.perf_counter() - t
-            rows.extend(tile_rows)
-            yield arr
-
-    t0 = time.perf_counter()
-    if want_emb:
-        yield _embed(context, lcd, embedding, config, kept, tiles_with_features(), rows, plate, timepoint)
-    else:
-        for _ in tiles_with_features():
-            pass
-    pass_seconds = time.perf_counter() - t0
-    if want_feat:
-        yield _per_fov(context, lcd, _FEATURES, FEATURE_NAMES, kept, rows, feats, plate, timepoint,
-                       {"feature_seconds": seconds["features"], "pass_seconds": pass_seconds})
-    if want_cells:
-        seg = pl.DataFrame(cells, schema=_CELL_SCHEMA) if cells else pl.DataFrame(schema=_CELL_SCHEMA)
-        lcd.warehouse().write_parquet_partition("segmented_cells", _where(plate, timepoint), seg)  # empty too
+    raynet = _load_model(lcd.models_dir / CELL_SEGMENTATION_MODEL, "raynet.pt")[0] if _CELLS in selected else None
+    vit = _vit(lcd, embedding) if _EMBEDDINGS in selected else None
+    done = pipeline.kept_tile_pass(fovs, kept, config, vit=vit, features=_FEATURES in selected, raynet=raynet,
+                                   log=context.log.info)
+    wh, where = lcd.warehouse(), _where(plate, timepoint)
+    if vit is not None:
+        if done.tile_embeddings.height:
+            wh.write_parquet_partition("tile_embeddings", where, done.tile_embeddings)
+        yield _embeddings_result(context, vit, embedding.checkpoint, done, kept.height)
+    if done.fov_features is not None:
+        _write_per_fov(lcd, "fov_features", where, done.fov_features)
+        yield _per_fov_result(context, _FEATURES, FEATURE_NAMES, done.fov_features, kept, done,
+                              {"feature_seconds": done.seconds["features"], "pass_seconds": done.seconds["pass"]})
+    if done.cell_features is not None:
+        seg = done.segmented_cells
+        wh.write_parquet_partition("segmented_cells", where, seg)  # empty too
+        _write_per_fov(lcd, "cell_features", where, done.cell_features)
         counts = {"nuclei": seg.height, "cells": seg.select("tile_id", "cell").n_unique() if seg.height else 0}
-        yield _per_fov(context, lcd, _CELLS, CELL_FEATURE_NAMES, kept, rows, cell_feats, plate, timepoint,
-                       {"segmentation_seconds": seconds["cells"], "pass_seconds": pass_seconds}, counts)
+        yield _per_fov_result(context, _CELLS, CELL_FEATURE_NAMES, done.cell_features, kept, done,
+                              {"segmentation_seconds": done.seconds["cells"], "pass_seconds": done.seconds["pass"]},
+                              counts)
 
 
-_CELL_SCHEMA = {"tile_id": pl.String, "plate": pl.String, "timepoint": pl.String, "well": pl.String,
-                "field": pl.Int64, "tile_index": pl.Int64, "y": pl.Float32, "x": pl.Float32, "live_prob": pl.Float32,
-                "cell": pl.Int32, "log_area": pl.Float32, "log_elongation": pl.Float32, "roundness": pl.Float32,
-                "nucleus_log_area": pl.Float32, "rays": pl.Array(pl.Float32, N_RAYS)}
+def _write_per_fov(lcd: LcdHome, dataset: str, where: dict[str, str], table: pl.DataFrame) -> None:
+    """Write the FOV rows; with no kept tile, no rows, and none left from an earlier run."""
+    if table.height:
+        lcd.warehouse().write_parquet_partition(dataset, where, table)
+    else:
+        lcd.warehouse().delete_partition(dataset, where)
 
 
-def _cell_rows(tile_rows: list[dict], segs) -> list[dict]:
-    """One row per live nucleus of each tile (tile-pixel coordinates)."""
-    out = []
-    for r, s in zip(tile_rows, segs):
-        for k in range(len(s.centres)):
-            out.append({"tile_id": r["tile_id"], "plate": r["plate"], "timepoint": r["timepoint"], "well": r["well"],
-                        "field": int(r["field"]), "tile_index": int(r["tile_index"]), "y": float(s.centres[k, 0]),
-                        "x": float(s.centres[k, 1]), "live_prob": float(s.prob[k]), "cell": int(s.cell[k]),
-                        "log_area": float(s.shape[k, 0]), "log_elongation": float(s.shape[k, 1]),
-                        "roundness": float(s.shape[k, 2]), "nucleus_log_area": float(s.nucleus_shape[k, 0]),
-                        "rays": s.rays[k].astype(np.float32).tolist()})
-    return out
-
-
-def _selected_checks(context: dg.AssetExecutionContext, checks: list[dg.AssetCheckResult],
-                     asset: dg.AssetKey) -> list[dg.AssetCheckResult]:
-    selected = {k.name for k in context.selected_asset_check_keys if k.asset_key == asset}
-    return [c for c in checks if c.check_name in selected]
-
-
-def _embed(context, lcd: LcdHome, embedding: EmbeddingSettings, config, kept: pl.DataFrame, tiles,
-           rows: list[dict], plate: str, timepoint: str) -> dg.MaterializeResult:
-    model, ckpt = _load_model(lcd.models_dir / embedding.checkpoint)
-    label = describe_checkpoint(ckpt)
-    size = input_size_of(ckpt, config.tile_size)
-    if size != config.tile_size:
-        context.log.info(f"{label} was trained on {size}-px crops: tiles are resized to {size} px")
-
-    def progress(done: int, total: int | None, rate: float) -> None:
-        context.log.info(f"embedded {done}/{total} tiles ({rate:.1f} tiles/s)")
-
-    t0 = time.perf_counter()
-    chunks = list(embed_batches(model, (resize_tiles(arr, size) for arr in tiles), batch_size=embedding.batch_size,
-                                dtype=embedding.dtype, device=embedding.device, total=kept.height, progress=progress))
-    elapsed = time.perf_counter() - t0
-    emb = np.concatenate(chunks) if chunks else np.zeros((0, EMBED_DIM), np.float32)
-    keep_cols = ["tile_id", "plate", "timepoint", "replica", "layout", "dose", "barcode",
-                 "well", "field", "tile_index", "compound", "moa", "role"]
-    out = pl.DataFrame(rows, infer_schema_length=None).select(keep_cols).with_columns(
-        pl.Series("embedding", emb, dtype=pl.Array(pl.Float32, emb.shape[1] if emb.ndim == 2 else EMBED_DIM)),
-        pl.lit(ckpt.get("name", embedding.checkpoint)).alias("checkpoint"),
-    ) if rows else pl.DataFrame()
-    if out.height:
-        lcd.warehouse().write_parquet_partition("tile_embeddings", _where(plate, timepoint), out)
-    finite = bool(np.isfinite(emb).all()) and emb.ndim == 2 and emb.shape[1] == EMBED_DIM
+def _embeddings_result(context: dg.AssetExecutionContext, vit: pipeline.Vit, checkpoint: str,
+                       done: pipeline.KeptTilePass, n_kept: int) -> dg.MaterializeResult:
+    emb, out = done.embeddings, done.tile_embeddings
+    finite = bool(np.isfinite(emb).all())
     unique = out["tile_id"].n_unique() if out.height else 0
     checks = [
-        dg.AssetCheckResult(asset_key=_EMBEDDINGS, check_name="embeddings_finite_and_shaped", passed=finite,
-                            description=f"shape {emb.shape}, all finite: {bool(np.isfinite(emb).all())}"),
+        dg.AssetCheckResult(asset_key=_EMBEDDINGS, check_name="embeddings_finite_and_shaped",
+                            passed=finite and emb.ndim == 2 and emb.shape[1] == EMBED_DIM,
+                            description=f"shape {emb.shape}, all finite: {finite}"),
         dg.AssetCheckResult(asset_key=_EMBEDDINGS, check_name="one_embedding_per_kept_tile",
-                            passed=out.height == kept.height and unique == out.height,
-                            description=f"{out.height} embeddings ({unique} distinct tiles) "
-                                        f"for {kept.height} kept tiles"),
+                            passed=out.height == n_kept and unique == out.height,
+                            description=f"{out.height} embeddings ({unique} distinct tiles) for {n_kept} kept tiles"),
     ]
+    seconds = done.seconds["embedding"]
     return dg.MaterializeResult(
         asset_key=_EMBEDDINGS,
         metadata={
             "tiles": out.height,
-            "model": label,
-            "checkpoint": embedding.checkpoint,
-            "trained": bool(ckpt.get("trained", False)),
-            "tiles_per_s": round(out.height / max(elapsed, 1e-9), 1),
-            "seconds": round(elapsed, 1),
+            "model": vit.label,
+            "checkpoint": checkpoint,
+            "trained": bool(vit.record.get("trained", False)),
+            "tiles_per_s": round(out.height / max(seconds, 1e-9), 1),
+            "seconds": round(seconds, 1),
             "embedding_std": float(emb.std()) if emb.size else 0.0,
         },
-        check_results=_selected_checks(context, checks, _EMBEDDINGS),
+        check_results=md.selected_checks(context, checks, _EMBEDDINGS),
     )
 
 
-def _per_fov(context, lcd: LcdHome, key: dg.AssetKey, names: tuple[str, ...], kept: pl.DataFrame,
-             rows: list[dict], feats: list[np.ndarray], plate: str, timepoint: str,
-             seconds: dict[str, float], extra: dict | None = None) -> dg.MaterializeResult:
-    """Per-tile feature rows averaged per FOV, written as the Parquet dataset named after ``key``."""
-    by = [*WELL_KEYS, "field"]
-    n = len(names)
-    if rows:
-        X = np.concatenate(feats)
-        tiles_df = pl.DataFrame(rows, infer_schema_length=None).select(by).with_columns(
-            pl.Series("embedding", X, dtype=pl.Array(pl.Float32, n)))
-        agg = aggregate_embeddings(tiles_df, by=by)
-        F = np.asarray(agg["embedding"].to_numpy(), dtype=np.float32)
-        out = pl.concat([agg.drop("embedding"), pl.DataFrame(F, schema=list(names), orient="row")],
-                        how="horizontal")
-        lcd.warehouse().write_parquet_partition(key.path[-1], _where(plate, timepoint), out)
-    else:  # no kept tile: no rows, and none left from an earlier run
-        F, out = np.zeros((0, n), np.float32), pl.DataFrame()
-        lcd.warehouse().delete_partition(key.path[-1], _where(plate, timepoint))
+def _per_fov_result(context: dg.AssetExecutionContext, key: dg.AssetKey, names: tuple[str, ...],
+                    out: pl.DataFrame, kept: pl.DataFrame, done: pipeline.KeptTilePass,
+                    seconds: dict[str, float], extra: dict | None = None) -> dg.MaterializeResult:
+    """Metadata and the ``one_finite_row_per_fov`` check of a per-FOV feature dataset."""
+    values = out.select(names).to_numpy() if out.height else np.zeros((0, len(names)), np.float32)
+    finite = bool(np.isfinite(values).all())
     expected = kept.select("well", "field").unique().height
-    ok = out.height == expected and bool(np.isfinite(F).all())
     check = dg.AssetCheckResult(
-        asset_key=key, check_name="one_finite_row_per_fov", passed=ok,
-        description=f"{out.height} FOV rows for {expected} FOVs with kept tiles; finite: {bool(np.isfinite(F).all())}")
-    work = next(iter(seconds.values()))
+        asset_key=key, check_name="one_finite_row_per_fov", passed=out.height == expected and finite,
+        description=f"{out.height} FOV rows for {expected} FOVs with kept tiles; finite: {finite}")
+    n_tiles, work = len(done.tile_rows), next(iter(seconds.values()))
     return dg.MaterializeResult(
         asset_key=key,
-        metadata={"fovs": out.height, "tiles": len(rows), "features": n,
-                  "tiles_per_s": round(len(rows) / max(work, 1e-9), 1),
+        metadata={"fovs": out.height, "tiles": n_tiles, "features": len(names),
+                  "tiles_per_s": round(n_tiles / max(work, 1e-9), 1),
                   **{k: round(v, 1) for k, v in seconds.items()}, **(extra or {})},
-        check_results=_selected_checks(context, [check], key),
+        check_results=md.selected_checks(context, [check], key),
     )
 
 
 # --------------------------------------------------------------------------------------------
 # fov_embeddings, well_embeddings
 
-WELL_KEYS = ["plate", "timepoint", "replica", "layout", "dose", "barcode", "well", "compound", "moa", "role"]
+#: the Parquet datasets of this group, exposed as warehouse views
+VIEWS = ["tile_embeddings", "fov_embeddings", "well_embeddings", "fov_features", "cell_features", "segmented_cells"]
 
 
 def _aggregate_asset(name: str, source: str, by: list[str], grain: str, description: str):
@@ -525,13 +427,12 @@ def _aggregate_asset(name: str, source: str, by: list[str], grain: str, descript
         description=description,
     )
     def _asset(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.MaterializeResult:
-        plate, timepoint = _partition(context)
+        where = _where(*measurement_of(context))
         wh = lcd.warehouse()
-        src = wh.read_parquet_partition(source, _where(plate, timepoint))
+        src = wh.read_parquet_partition(source, where)
         agg = aggregate_embeddings(src, by=by)
-        wh.write_parquet_partition(name, _where(plate, timepoint), agg)
-        wh.refresh_views(["tile_embeddings", "fov_embeddings", "well_embeddings", "fov_features", "cell_features",
-                          "segmented_cells"])
+        wh.write_parquet_partition(name, where, agg)
+        wh.refresh_views(VIEWS)
         expected = src.select(by).unique().height
         emb = np.asarray(agg["embedding"].to_numpy())
         return dg.MaterializeResult(
@@ -555,7 +456,7 @@ def _aggregate_asset(name: str, source: str, by: list[str], grain: str, descript
 fov_embeddings = _aggregate_asset(
     "fov_embeddings",
     "tile_embeddings",
-    [*WELL_KEYS, "field"],
+    FOV_KEYS,
     "fov",
     "Mean tile embedding per FOV (`n_tiles` counts the tiles). Parquet + warehouse view `fov_embeddings`.",
 )
