@@ -6,14 +6,17 @@ the DuckDB warehouse, Parquet datasets, model checkpoints and the Dagster instan
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 
 from lcd_core.cells.train import LARGE_CELL_SHARE, NUCLEUS_WEIGHT
-from lcd_core.io.platemap import Screen, load_screen
-from lcd_core.tiles.tiling import TileConfig
+from lcd_core.io.platemap import Screen, ScreenConfig, load_screen
+from lcd_core.tiles.preprocess import TileConfig
 from lcd_core.io.warehouse import Warehouse
 
 DEFAULT_HOME = "~/.lcd"
@@ -57,8 +60,50 @@ class LcdHome(dg.ConfigurableResource):
     def warehouse(self) -> Warehouse:
         return Warehouse(self.root)
 
-    def screen(self) -> Screen:
+    def metadata_screen(self) -> Screen:
+        """The screen validated from the files of ``metadata_dir`` (``plate_registry`` and the inbox
+        sensor, which may run before it)."""
         return load_screen(self.metadata_dir)
+
+    def screen(self) -> Screen:
+        """The screen as ``plate_registry`` wrote it: the warehouse tables ``compounds``, ``layouts``
+        and ``plates`` with ``screen.json``; read once while neither changes.
+
+        Raises
+        ------
+        FileNotFoundError
+            Naming ``plate_registry`` when its tables are missing.
+        """
+        db, config = self.warehouse().db_path, self.metadata_dir / "screen.json"
+        stamp = tuple(p.stat().st_mtime_ns if p.exists() else None for p in (db, config))
+        return _registry_screen(str(self.root), stamp)
+
+    def holdout_compounds(self) -> list[str]:
+        """Compounds of the holdout set (``set`` column of compounds.csv; none when absent), sorted."""
+        compounds = self.screen().compounds
+        if "set" not in compounds.columns:
+            return []
+        return sorted(compounds.filter(pl.col("set") == "holdout")["compound"].to_list())
+
+
+REGISTRY_TABLES = ("compounds", "layouts", "plates")
+
+
+@functools.lru_cache(maxsize=4)
+def _registry_screen(root: str, stamp: tuple) -> Screen:
+    """The :class:`Screen` of the registry tables of ``root`` (``stamp``: the files' mtimes, the
+    cache key)."""
+    home = LcdHome(home=root)
+    wh = home.warehouse()
+    missing = sorted(set(REGISTRY_TABLES) - set(wh.tables()))
+    if missing:
+        raise FileNotFoundError(f"warehouse {wh.db_path} has no table {', '.join(missing)}: "
+                                "materialize plate_registry first (the `setup` job)")
+    path = home.metadata_dir / "screen.json"
+    config = ScreenConfig.from_dict(json.loads(path.read_text(encoding="utf-8")), path)
+    compounds, layouts, plates = (wh.query(f"SELECT * FROM {t}") for t in REGISTRY_TABLES)
+    plates = plates.with_columns(pl.col("dosed_at").dt.convert_time_zone("UTC"))
+    return Screen(config=config, compounds=compounds, layouts=layouts, registry=plates, source=home.metadata_dir)
 
 
 #: folder of ``$LCD_HOME/models`` holding the cell segmentation network (asset ``segmentation_model``)

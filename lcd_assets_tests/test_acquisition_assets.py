@@ -208,6 +208,7 @@ def test_cell_features_need_the_segmentation_model(defs, instance, lcd_home):
     import dagster as dg
 
     add_partitions(instance, [PLATE], [TP])
+    assert run_job(defs, "setup", instance).success
     job = defs.resolve_implicit_global_asset_job_def()
     assert job.get_subset(asset_selection={dg.AssetKey("image_index"), dg.AssetKey("tiles")}).execute_in_process(
         instance=instance, partition_key=measurement_key(PLATE, TP)).success

@@ -13,9 +13,8 @@ from lcd_assets.partitions import (
     timepoint_partitions,
 )
 from lcd_assets.resources import LcdHome
-from lcd_core.io.inbox import MeasurementTimepoint, survey
-from lcd_core.io.platemap import PlateMapError
-
+from lcd_core.io.inbox import InboxReport, MeasurementTimepoint, survey
+from lcd_core.io.tables import PlateMapError
 
 
 def settle_seconds() -> float:
@@ -39,7 +38,45 @@ def _new_keys(instance: dg.DagsterInstance, name: str, keys: set[str]) -> list[s
     return sorted(keys - set(instance.get_dynamic_partitions(name)))
 
 
+def _log_problems(context: dg.SensorEvaluationContext, report: InboxReport) -> None:
+    for kind, items in (
+        ("incomplete", report.incomplete),
+        ("unregistered", report.unregistered),
+        ("unreadable", report.invalid),
+    ):
+        for name, reason in items.items():
+            context.log.warning(f"{kind} measurement {name}: {reason}")
+
+
+def _run_requests(instance: dg.DagsterInstance, ready: list[MeasurementTimepoint]) -> list[dg.RunRequest]:
+    """One run per ready measurement not already ingested."""
+    return [
+        dg.RunRequest(
+            run_key=f"{mt.measurement_id}:{mt.timepoint_id}",
+            partition_key=measurement_key(mt.plate, mt.timepoint),
+            tags={"lcd/measurement": str(mt.path), "lcd/barcode": mt.barcode},
+        )
+        for mt in ready
+        if not _already_ingested(instance, mt)
+    ]
+
+
+def _partition_requests(instance: dg.DagsterInstance, ready: list[MeasurementTimepoint]) -> list:
+    """Add the plate, timepoint and dose keys of the ready measurements that are new."""
+    return [
+        defn.build_add_request(new)
+        for defn, keys in (
+            (plate_partitions, {m.plate for m in ready}),
+            (timepoint_partitions, {m.timepoint for m in ready}),
+            (dose_partitions, {m.dose for m in ready}),
+        )
+        if (new := _new_keys(instance, defn.name, keys))
+    ]
+
+
 def inbox_sensor_factory(job) -> dg.SensorDefinition:
+    """The ``inbox_sensor`` launching ``job`` per ready measurement."""
+
     @dg.sensor(
         name="inbox_sensor",
         job=job,
@@ -56,46 +93,18 @@ def inbox_sensor_factory(job) -> dg.SensorDefinition:
     def inbox_sensor(context: dg.SensorEvaluationContext, lcd: LcdHome):
         cursor = json.loads(context.cursor) if context.cursor else {}
         try:
-            screen = lcd.screen()
+            screen = lcd.metadata_screen()
         except (PlateMapError, FileNotFoundError) as exc:
             return dg.SkipReason(f"metadata in {lcd.metadata_dir} is not usable: {exc}")
         done = set(cursor.get("done", []))
         report = survey(
             lcd.inbox, screen, previous=cursor.get("fingerprints"), settle_s=settle_seconds(), skip=done
         )
-        for kind, items in (
-            ("incomplete", report.incomplete),
-            ("unregistered", report.unregistered),
-            ("unreadable", report.invalid),
-        ):
-            for name, reason in items.items():
-                context.log.warning(f"{kind} measurement {name}: {reason}")
-        requests, ready_folders = [], set()
-        for mt in report.ready:
-            ready_folders.add(mt.path.relative_to(lcd.inbox).parts[0])
-            if _already_ingested(context.instance, mt):
-                continue
-            requests.append(
-                dg.RunRequest(
-                    run_key=f"{mt.measurement_id}:{mt.timepoint_id}",
-                    partition_key=measurement_key(mt.plate, mt.timepoint),
-                    tags={"lcd/measurement": str(mt.path), "lcd/barcode": mt.barcode},
-                )
-            )
-        inst = context.instance
-        partition_requests = [
-            req
-            for defn, keys in (
-                (plate_partitions, {m.plate for m in report.ready}),
-                (timepoint_partitions, {m.timepoint for m in report.ready}),
-                (dose_partitions, {m.dose for m in report.ready}),
-            )
-            if (new := _new_keys(inst, defn.name, keys))
-            for req in [defn.build_add_request(new)]
-        ]
-        new_cursor = json.dumps(
-            {"fingerprints": report.fingerprints, "done": sorted(done | ready_folders)}
-        )
+        _log_problems(context, report)
+        requests = _run_requests(context.instance, report.ready)
+        partition_requests = _partition_requests(context.instance, report.ready)
+        ready_folders = {mt.path.relative_to(lcd.inbox).parts[0] for mt in report.ready}
+        new_cursor = json.dumps({"fingerprints": report.fingerprints, "done": sorted(done | ready_folders)})
         if not requests and not partition_requests:
             context.update_cursor(new_cursor)
             waiting = len(report.incomplete) + len(report.unstable)

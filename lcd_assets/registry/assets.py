@@ -20,7 +20,7 @@ from lcd_assets.resources import WAREHOUSE_POOL, LcdHome
     ),
 )
 def plate_registry(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.MaterializeResult:
-    screen = lcd.screen()
+    screen = lcd.metadata_screen()
     wh = lcd.warehouse()
     wh.replace_table("compounds", screen.compounds)
     wh.replace_table("layouts", screen.layouts)
