@@ -3,14 +3,12 @@ here, or a pre-trained ``ssl-<variant>`` checkpoint written by the ``ssl_checkpo
 the cell segmentation network of the handcrafted baseline."""
 
 
-import json
-
 import dagster as dg
-import numpy as np
 
 from lcd_assets import metadata as md
 from lcd_assets.resources import CELL_SEGMENTATION_MODEL, EmbeddingSettings, LcdHome, SegmentationSettings
-from lcd_core.embedding.vit import create_vit, describe_checkpoint, load_checkpoint, save_checkpoint
+from lcd_core.embedding.vit import describe_checkpoint
+from lcd_core.pipeline import setup
 
 UNTRAINED_SEED = 0
 
@@ -35,30 +33,19 @@ UNTRAINED_SEED = 0
 )
 def model_checkpoint(context: dg.AssetExecutionContext, lcd: LcdHome, embedding: EmbeddingSettings):
     target = lcd.models_dir / embedding.checkpoint
-    if not (target / "model.safetensors").exists():
-        if not embedding.checkpoint.startswith("untrained-"):
-            hint = (f"materialize ssl_checkpoint partition {embedding.checkpoint[4:]!r} (`lcd pretrain`)"
-                    if embedding.checkpoint.startswith("ssl-") else "only 'untrained-*' checkpoints are created here")
-            raise FileNotFoundError(f"checkpoint {embedding.checkpoint!r} not found in {lcd.models_dir}; {hint}")
-        model = create_vit(seed=UNTRAINED_SEED)
-        save_checkpoint(
-            model,
-            target,
-            name=embedding.checkpoint,
-            arch="vit_small_patch16_224",
-            extra={"trained": False, "seed": UNTRAINED_SEED},
-        )
-    model, config = load_checkpoint(target)
-    finite = all(bool(np.isfinite(p.detach().float().numpy()).all()) for p in model.parameters())
-    n_params = sum(p.numel() for p in model.parameters())
+    if not (target / "model.safetensors").exists() and not embedding.checkpoint.startswith("untrained-"):
+        hint = (f"materialize ssl_checkpoint partition {embedding.checkpoint[4:]!r} (`lcd pretrain`)"
+                if embedding.checkpoint.startswith("ssl-") else "only 'untrained-*' checkpoints are created here")
+        raise FileNotFoundError(f"checkpoint {embedding.checkpoint!r} not found in {lcd.models_dir}; {hint}")
+    model, config = setup.vit_checkpoint(target, seed=UNTRAINED_SEED)
     return dg.MaterializeResult(
         metadata={
             "model": describe_checkpoint(config),
             "path": dg.MetadataValue.path(str(target)),
-            "parameters": n_params,
+            "parameters": sum(p.numel() for p in model.parameters()),
             "trained": bool(config.get("trained", False)),
         },
-        check_results=[dg.AssetCheckResult(check_name="weights_finite", passed=finite)],
+        check_results=[dg.AssetCheckResult(check_name="weights_finite", passed=setup.weights_finite(model))],
     )
 
 
@@ -89,31 +76,10 @@ MIN_FOV_ELONGATION_R = 0.5
 )
 def segmentation_model(context: dg.AssetExecutionContext, segmentation: SegmentationSettings,
                        lcd: LcdHome) -> dg.MaterializeResult:
-    from lcd_core.cells import load_raynet, save_raynet
-    from lcd_core.cells.features import segment_tiles
-    from lcd_core.cells.train import fit_segmentation, render_annotated_fov
-    from lcd_core.plots import segmentation_overlay
-
     folder = lcd.models_dir / CELL_SEGMENTATION_MODEL
     wanted = segmentation.training()
-    record = json.loads((folder / "raynet.json").read_text()) if (folder / "raynet.json").exists() else {}
-    reused = record.get("training") == wanted
-    if reused:
-        try:
-            net, record = load_raynet(folder)
-            context.log.info(f"{folder} was trained with the same settings: reused")
-        except ValueError as err:  # weights of an older network geometry: train anew
-            context.log.warning(f"{err}; retraining")
-            reused = False
-    if not reused:
-        net, record = fit_segmentation(**wanted, progress=context.log.info)
-        save_raynet(net, folder, record)
+    net, record, reused = setup.segmentation_network(folder, wanted, log=context.log.info, warn=context.log.warning)
     validation = record["validation"]
-    image, _ = render_annotated_fov(np.random.default_rng(segmentation.seed + 2))
-    seg = segment_tiles(net, image[None])[0]
-    overlay = segmentation_overlay(image, seg.centres, seg.rays, seg.cell,
-                                   f"validation FOV: {seg.detected} nuclei found, "
-                                   f"{len(seg.centres)} live, {len(set(seg.cell.tolist()))} cells")
     passed = (validation["recall"] >= MIN_NUCLEUS_RECALL
               and float(validation["fov_log_elongation_r"] or 0) >= MIN_FOV_ELONGATION_R)
     return dg.MaterializeResult(
@@ -127,7 +93,8 @@ def segmentation_model(context: dg.AssetExecutionContext, segmentation: Segmenta
             "seconds": record.get("seconds"),
             "validation": dg.MetadataValue.json({k: (round(v, 4) if isinstance(v, float) else v)
                                                  for k, v in validation.items()}),
-            "overlay": md.image(overlay, "segmented cells of a validation FOV",
+            "overlay": md.image(setup.validation_overlay(net, segmentation.seed + 2),
+                                "segmented cells of a validation FOV",
                                 lcd.previews_dir / "segmentation" / "validation_fov.png"),
         },
         check_results=[dg.AssetCheckResult(
