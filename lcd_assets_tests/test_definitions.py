@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
 import dagster as dg
 
 from lcd_assets.definitions import build_definitions, defs
 from lcd_assets.partitions import condition_partitions, measurement_partitions
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_definitions_load():
@@ -45,18 +40,6 @@ def test_every_partitioned_asset_has_a_blocking_check():
         mine = [c for c in checks if c.asset_key == dg.AssetKey(name)]
         assert mine, name
         assert any(graph.get_check_spec(c).blocking for c in mine), name
-
-
-def test_lcd_core_never_imports_dagster():
-    for path in (REPO / "lcd_core").rglob("*.py"):
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            assert not any(n.split(".")[0] == "dagster" for n in names), f"{path} imports dagster"
 
 
 def test_pretraining_assets_partitioned_by_variant_with_a_collapse_check():
