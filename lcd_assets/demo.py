@@ -6,7 +6,8 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from lcd_assets.partitions import (
     timepoint_partitions,
 )
 from lcd_assets.resources import CELL_SEGMENTATION_MODEL, resources_for_env
-from lcd_core.io.inbox import catalog
+from lcd_core.io.inbox import MeasurementTimepoint, catalog
 from lcd_core.io.platemap import load_screen
 from lcd_core.io.warehouse import Warehouse
 
@@ -131,62 +132,80 @@ def run_demo(
     ``ssl-<variant>`` after ``lcd pretrain``). ``overrides``: screen design knobs
     (:class:`lcd_core.synth.design.ScreenSpec` fields, e.g. ``{"n_polypharmacology": 3}``).
     """
-    from lcd_core.synth import generate_screen
-
     home = home.expanduser().resolve()
     prepare_instance(home)
     result = DemoResult()
-
-    t0 = time.perf_counter()
-    for sub in ("inbox", "metadata", "truth"):
-        shutil.rmtree(home / sub, ignore_errors=True)
-    generate_screen(home, preset=preset, seed=seed, **dict(overrides or {}))
-    result.seconds["generate"] = time.perf_counter() - t0
-    log(f"generated preset {preset!r} (seed {seed}{', ' + str(dict(overrides)) if overrides else ''}) "
-        f"in {result.seconds['generate']:.1f} s")
-
-    screen = load_screen(home / "metadata")
-    measurements = catalog(home / "inbox", screen)
-    live = {(m.plate, m.timepoint) for m in measurements}
+    _generate(home, preset, seed, overrides, result, log)
+    measurements = catalog(home / "inbox", load_screen(home / "metadata"))
     instance = instance or dg.DagsterInstance.get()
-    _sync_partitions(instance, plate_partitions.name, {p for p, _ in live})
-    _sync_partitions(instance, timepoint_partitions.name, {t for _, t in live})
-    _sync_partitions(instance, dose_partitions.name, {m.dose for m in measurements})
-    _prune_warehouse(Warehouse(home), live)
-
+    _sync_instance(instance, home, measurements)
     defs = build_definitions(_resources(home, checkpoint))
 
     def run(job_name: str, partition_key=None, tags=None) -> None:
         _run_job(defs, instance, result, log, job_name, partition_key, tags)
 
-    t0 = time.perf_counter()
-    log("setup: plate maps, ViT checkpoint, cell segmentation network (trained once, 11 to 18 min on 2 CPU cores)")
-    run("setup")
-    result.seconds["setup"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for i, m in enumerate(sorted(measurements, key=lambda m: (m.timepoint, m.plate)), 1):
-        log(f"[{i}/{len(measurements)}] acquisition {m.plate} × {m.timepoint}")
-        run("acquisition", measurement_key(m.plate, m.timepoint), {"lcd/measurement": str(m.path)})
-    result.seconds["acquisition"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    conditions = sorted({(m.dose, m.timepoint) for m in measurements})
-    for dose, tp in conditions:
-        log(f"analysis {dose} × {tp}")
-        run("analysis", condition_key(dose, tp))
-    log("screen summary: activity sensitivity, normalization comparison, MoA, handcrafted baseline")
-    run("screen_summary")
-    result.seconds["analysis"] = time.perf_counter() - t0
-
-    wh = Warehouse(home)
+    with _timed(result, "setup"):
+        log("setup: plate maps, ViT checkpoint, cell segmentation network (trained once, 11 to 18 min on 2 CPU cores)")
+        run("setup")
+    with _timed(result, "acquisition"):
+        for i, m in enumerate(sorted(measurements, key=lambda m: (m.timepoint, m.plate)), 1):
+            log(f"[{i}/{len(measurements)}] acquisition {m.plate} × {m.timepoint}")
+            run("acquisition", measurement_key(m.plate, m.timepoint), {"lcd/measurement": str(m.path)})
+    with _timed(result, "analysis"):
+        for dose, tp in sorted({(m.dose, m.timepoint) for m in measurements}):
+            log(f"analysis {dose} × {tp}")
+            run("analysis", condition_key(dose, tp))
+        log("screen summary: activity sensitivity, normalization comparison, MoA, handcrafted baseline")
+        run("screen_summary")
     result.science = science_summary(home)
-    for name in ("plates", "image_index", "tiles", "tile_embeddings", "well_embeddings", "activity",
-                 "normalization_comparison"):
-        try:
-            result.counts[name] = int(wh.query(f"SELECT count(*) AS n FROM {name}")["n"][0])
-        except Exception:  # a table a failed run never wrote
-            result.counts[name] = 0
+    result.counts = _counts(Warehouse(home), DEMO_TABLES)
     return result
+
+
+#: the tables whose row counts a demo reports
+DEMO_TABLES = ("plates", "image_index", "tiles", "tile_embeddings", "well_embeddings", "activity",
+               "normalization_comparison")
+
+
+@contextmanager
+def _timed(result: DemoResult, stage: str) -> Iterator[None]:
+    """Record the seconds of a stage of the demo in ``result.seconds``."""
+    t0 = time.perf_counter()
+    yield
+    result.seconds[stage] = time.perf_counter() - t0
+
+
+def _generate(home: Path, preset: str, seed: int, overrides: Mapping[str, object] | None, result: DemoResult,
+              log: Callable[[str], None]) -> None:
+    """A fresh synthetic screen (inbox, metadata, truth) in ``home``."""
+    from lcd_core.synth import generate_screen
+
+    with _timed(result, "generate"):
+        for sub in ("inbox", "metadata", "truth"):
+            shutil.rmtree(home / sub, ignore_errors=True)
+        generate_screen(home, preset=preset, seed=seed, **dict(overrides or {}))
+    log(f"generated preset {preset!r} (seed {seed}{', ' + str(dict(overrides)) if overrides else ''}) "
+        f"in {result.seconds['generate']:.1f} s")
+
+
+def _sync_instance(instance: dg.DagsterInstance, home: Path, measurements: list[MeasurementTimepoint]) -> None:
+    """The dynamic partitions and the warehouse partitions are those of the inbox's measurements."""
+    live = {(m.plate, m.timepoint) for m in measurements}
+    _sync_partitions(instance, plate_partitions.name, {p for p, _ in live})
+    _sync_partitions(instance, timepoint_partitions.name, {t for _, t in live})
+    _sync_partitions(instance, dose_partitions.name, {m.dose for m in measurements})
+    _prune_warehouse(Warehouse(home), live)
+
+
+def _counts(wh: Warehouse, tables: tuple[str, ...]) -> dict[str, int]:
+    """Rows of each table (0 for a table a failed run never wrote)."""
+    counts = {}
+    for name in tables:
+        try:
+            counts[name] = int(wh.query(f"SELECT count(*) AS n FROM {name}")["n"][0])
+        except Exception:  # a table a failed run never wrote
+            counts[name] = 0
+    return counts
 
 
 def run_pretraining(
@@ -243,29 +262,53 @@ def run_pretraining(
 
 def science_summary(home: Path) -> list[str]:
     """Headline figures of a finished demo, scored against the screen's ground truth."""
+    wh = Warehouse(home)
+    tables = set(wh.tables())
+    truth = home / "truth" / "conditions.parquet"
+    truth = truth if truth.exists() else None
+    return [*_activity_lines(wh, tables, truth), *_normalization_lines(wh, tables), *_moa_lines(wh, tables),
+            *_handcrafted_activity_lines(wh, tables, truth), *_polypharmacology_lines(wh, tables),
+            *_segmentation_lines(home)]
+
+
+def _vs_truth(wh: Warehouse, table: str, truth: Path) -> dict:
     import polars as pl
 
     from lcd_core.ground_truth import activity_against_truth
 
-    wh = Warehouse(home)
-    lines = []
-    tables = set(wh.tables())
-    truth_path = home / "truth" / "conditions.parquet"
-    if "activity" in tables and truth_path.exists():
-        score = activity_against_truth(wh.query("SELECT * FROM activity"), pl.read_parquet(truth_path))
-        lines.append(
-            f"activity vs truth: AUROC of mAP-ES {score['auroc']:.3f} over {score['n']} compound-"
+    return activity_against_truth(wh.query(f"SELECT * FROM {table}"), pl.read_parquet(truth))
+
+
+def _activity_lines(wh: Warehouse, tables: set[str], truth: Path | None) -> list[str]:
+    if "activity" not in tables or truth is None:
+        return []
+    score = _vs_truth(wh, "activity", truth)
+    return [f"activity vs truth: AUROC of mAP-ES {score['auroc']:.3f} over {score['n']} compound-"
             f"conditions; at mAP-ES >= 0.8: {score['tp']} TP, {score['fp']} FP, {score['tn']} TN, "
-            f"{score['fn']} FN"
-        )
-    if "normalization_comparison" in tables:
-        comp = wh.query(
-            "SELECT method, avg(mean_map) AS mean_map, avg(auroc_vs_truth) AS auroc "
-            "FROM normalization_comparison GROUP BY method ORDER BY mean_map DESC"
-        )
-        lines.append("normalization (mean mAP | AUROC): " + ", ".join(
-            f"{m} {v:.3f} | {a:.3f}" if a is not None else f"{m} {v:.3f}"
-            for m, v, a in comp.iter_rows()))
+            f"{score['fn']} FN"]
+
+
+def _handcrafted_activity_lines(wh: Warehouse, tables: set[str], truth: Path | None) -> list[str]:
+    if "handcrafted_activity" not in tables or truth is None:
+        return []
+    score = _vs_truth(wh, "handcrafted_activity", truth)
+    return [f"handcrafted activity vs truth: AUROC of mAP-ES {score['auroc']:.3f} over {score['n']} "
+            f"compound-conditions"]
+
+
+def _normalization_lines(wh: Warehouse, tables: set[str]) -> list[str]:
+    if "normalization_comparison" not in tables:
+        return []
+    comp = wh.query(
+        "SELECT method, avg(mean_map) AS mean_map, avg(auroc_vs_truth) AS auroc "
+        "FROM normalization_comparison GROUP BY method ORDER BY mean_map DESC"
+    )
+    return ["normalization (mean mAP | AUROC): " + ", ".join(
+        f"{m} {v:.3f} | {a:.3f}" if a is not None else f"{m} {v:.3f}" for m, v, a in comp.iter_rows())]
+
+
+def _moa_lines(wh: Warehouse, tables: set[str]) -> list[str]:
+    lines = []
     for table_name, label in (("moa_metrics", "ViT"), ("handcrafted_moa_metrics", "handcrafted features")):
         if table_name not in tables:
             continue
@@ -279,28 +322,33 @@ def science_summary(home: Path) -> list[str]:
                         "ORDER BY set, mode, features")
         lines += [f"MoA final calls: {f:36s} {st:8s} {m:15s} F1 {f1:.2f}  accuracy {a:.2f}"
                   for f, st, m, f1, a in comp.iter_rows()]
-    if "handcrafted_activity" in tables and truth_path.exists():
-        score = activity_against_truth(wh.query("SELECT * FROM handcrafted_activity"), pl.read_parquet(truth_path))
-        lines.append(f"handcrafted activity vs truth: AUROC of mAP-ES {score['auroc']:.3f} over {score['n']} "
-                     f"compound-conditions")
+    return lines
+
+
+def _polypharmacology_lines(wh: Warehouse, tables: set[str]) -> list[str]:
+    lines = []
     for table_name, label in (("moa_polypharmacology", "ViT"), ("handcrafted_polypharmacology", "handcrafted")):
-        if table_name in tables:
-            for flag, pair, reading in (("stable_top2", "stable_pair", "top-2"),
-                                        ("stable_residual", "stable_residual_pair", "explain-away")):
-                flagged = wh.query(f"SELECT DISTINCT compound, {pair} FROM {table_name} WHERE {flag} "
-                                   "ORDER BY compound")
-                lines.append(f"polypharmacology flagged ({label}, {reading}): " + (", ".join(
-                    f"{c} ({p})" for c, p in flagged.iter_rows()) or "none"))
+        if table_name not in tables:
+            continue
+        for flag, pair, reading in (("stable_top2", "stable_pair", "top-2"),
+                                    ("stable_residual", "stable_residual_pair", "explain-away")):
+            flagged = wh.query(f"SELECT DISTINCT compound, {pair} FROM {table_name} WHERE {flag} ORDER BY compound")
+            lines.append(f"polypharmacology flagged ({label}, {reading}): " + (", ".join(
+                f"{c} ({p})" for c, p in flagged.iter_rows()) or "none"))
     if "polypharmacology_vs_truth" in tables:
         score = wh.query("SELECT features, flag, planted, recovered, false_flags FROM polypharmacology_vs_truth "
                          "ORDER BY features, flag")
         lines += [f"polypharmacology vs truth: {f:38s} {fl:16s} recovered {r}/{p}, false flags {n}"
                   for f, fl, p, r, n in score.iter_rows()]
-    record = home / "models" / CELL_SEGMENTATION_MODEL / "raynet.json"
-    if record.exists():
-        v = json.loads(record.read_text())["validation"]
-        lines.append(f"cell segmentation on {v['fovs']} fresh annotated FOVs: nucleus recall {v['recall']:.2f}, "
-                     f"precision {v['precision']:.2f}; per cell r (log area, log elongation) "
-                     f"{v['cell_log_area_r']:.2f}, {v['cell_log_elongation_r']:.2f}; per FOV r "
-                     f"{v['fov_log_area_r']:.2f}, {v['fov_log_elongation_r']:.2f}")
     return lines
+
+
+def _segmentation_lines(home: Path) -> list[str]:
+    record = home / "models" / CELL_SEGMENTATION_MODEL / "raynet.json"
+    if not record.exists():
+        return []
+    v = json.loads(record.read_text())["validation"]
+    return [f"cell segmentation on {v['fovs']} fresh annotated FOVs: nucleus recall {v['recall']:.2f}, "
+            f"precision {v['precision']:.2f}; per cell r (log area, log elongation) "
+            f"{v['cell_log_area_r']:.2f}, {v['cell_log_elongation_r']:.2f}; per FOV r "
+            f"{v['fov_log_area_r']:.2f}, {v['fov_log_elongation_r']:.2f}"]
