@@ -2,7 +2,6 @@
 ablation table. Thin glue over :mod:`lcd_core.ssl`."""
 
 
-import json
 import time
 from pathlib import Path
 
@@ -12,13 +11,13 @@ import polars as pl
 
 from lcd_assets import metadata as md
 from lcd_assets.resources import WAREHOUSE_POOL, EmbeddingSettings, LcdHome, PretrainingSettings, TilingSettings
-from lcd_core.tiles import partition as acq
 from lcd_core.embedding.inference import embed_tiles, input_size_of, resize_tiles
 from lcd_core.handcrafted.features import tiles_features
 from lcd_core.plots import ablation_bars, training_curves
+from lcd_core.pipeline import pretraining as pretraining_steps
+from lcd_core.pipeline.pretraining import MIN_EFFECTIVE_RANK, MIN_STD_FRACTION
 from lcd_core.ssl import ablation
-from lcd_core.ssl.checkpoint import STATE_JSON
-from lcd_core.ssl.config import VARIANTS, preset_config, variants
+from lcd_core.ssl.config import VARIANTS, variants
 from lcd_core.ssl.sampler import CrossBatchSampler
 from lcd_core.ssl.source import TileBank
 from lcd_core.embedding.vit import describe_checkpoint, load_checkpoint
@@ -26,9 +25,6 @@ from lcd_core.embedding.vit import describe_checkpoint, load_checkpoint
 GROUP = "pretraining"
 BANK_DIR = "ssl/tile_bank"
 variant_partitions = dg.StaticPartitionsDefinition(list(VARIANTS))
-# collapse: the held-out embeddings of a collapsed model have (nearly) one direction
-MIN_EFFECTIVE_RANK = 2.0
-MIN_STD_FRACTION = 0.05  # of the isotropic per-dimension std 1/√D
 
 
 def checkpoint_name(variant: str) -> str:
@@ -57,28 +53,12 @@ def _bank(lcd: LcdHome) -> TileBank:
 )
 def ssl_tile_bank(context: dg.AssetExecutionContext, lcd: LcdHome, tiling: TilingSettings) -> dg.MaterializeResult:
     wh = lcd.warehouse()
-    if "tiles" not in wh.tables():
-        raise ValueError("no tiles table in the warehouse: materialize the acquisition partitions first")
-    kept = wh.query("SELECT * FROM tiles WHERE kept ORDER BY plate, timepoint, well, field, tile_index")
-    if kept.height == 0:
-        raise ValueError("no kept tiles in the warehouse: materialize the acquisition partitions first")
+    kept = pretraining_steps.kept_tiles(wh)
     screen = lcd.screen()
-    held, why = ablation.heldout_layouts(screen.layouts, screen.compounds)
-    kept = kept.with_columns(pl.when(pl.col("layout").is_in(held)).then(pl.lit("heldout"))
-                             .otherwise(pl.lit("train")).alias("split"))
-    parts = kept.select("plate", "timepoint").unique().sort(["plate", "timepoint"]).rows()
-
-    def chunks():
-        for i, (plate, tp) in enumerate(parts, 1):
-            index = wh.query("SELECT * FROM image_index WHERE plate = $p AND timepoint = $t", {"p": plate, "t": tp})
-            bf = index.filter(pl.col("channel_type").str.to_lowercase() == "brightfield")["channel"].unique()
-            config = tiling.config_for(int(index["size_x"].max()))
-            part = kept.filter((pl.col("plate") == plate) & (pl.col("timepoint") == tp))
-            yield from acq.iter_kept_tiles(acq.fov_paths(index, int(bf[0])), part, config)
-            context.log.info(f"tile bank: {i}/{len(parts)} measurements ({plate} × {tp})")
-
+    kept, held, why = pretraining_steps.with_split(kept, screen.layouts, screen.compounds)
+    chunks = pretraining_steps.bank_stream(wh, kept, tiling.config_for, context.log.info)
     t0 = time.perf_counter()
-    bank = TileBank.write(lcd.root / BANK_DIR, chunks(), kept.height, tiling.tile_size)
+    bank = TileBank.write(lcd.root / BANK_DIR, chunks, kept.height, tiling.tile_size)
     train = bank.table.filter(pl.col("split") == "train")
     levels = CrossBatchSampler(train, cross_batch=True).levels()
     return dg.MaterializeResult(
@@ -97,31 +77,12 @@ def ssl_tile_bank(context: dg.AssetExecutionContext, lcd: LcdHome, tiling: Tilin
     )
 
 
-def _saved_state(folder: Path) -> dict | None:
-    f = folder / STATE_JSON
-    return json.loads(f.read_text()) if f.is_file() else None
-
-
 def _embed_bank(model, config: dict, bank: TileBank, batch: int = 256) -> np.ndarray:
     """Embeddings of every tile of the bank, streamed from its memmap (bounded memory)."""
     tiles = bank.tiles
     size = input_size_of(config, tiles.shape[-1])
     return embed_tiles(model, (resize_tiles(np.asarray(tiles[i:i + batch]), size)
                                for i in range(0, len(tiles), batch)))
-
-
-def _embed_heldout(model, config: dict, bank: TileBank, *, or_train: int = 0) -> tuple[np.ndarray, pl.DataFrame]:
-    """Embeddings of the held-out tiles; with none (their plates not acquired yet) and
-    ``or_train``, of that many evenly spaced train tiles instead."""
-    mask = (bank.table["split"] == "heldout").to_numpy()
-    if not mask.any() and or_train:
-        mask = np.zeros(len(bank), bool)
-        mask[np.linspace(0, len(bank) - 1, min(or_train, len(bank))).astype(int)] = True
-    view = bank.subset(mask)
-    tiles = view.array()
-    size = input_size_of(config, tiles.shape[-1])
-    batches = (resize_tiles(tiles[i:i + 256], size) for i in range(0, len(tiles), 256))
-    return embed_tiles(model, batches), view.table
 
 
 @dg.asset(
@@ -152,72 +113,47 @@ def _embed_heldout(model, config: dict, bank: TileBank, *, or_train: int = 0) ->
 )
 def ssl_checkpoint(context: dg.AssetExecutionContext, lcd: LcdHome,
                    pretraining: PretrainingSettings) -> dg.MaterializeResult:
-    from lcd_core.ssl.trainer import train
-
     variant = context.partition_key
-    bank = _bank(lcd)
-    mask = (bank.table["split"] == "train").to_numpy()
-    source = bank.subset(mask)
-    config, steps = preset_config(pretraining.preset, variant, len(source), steps=pretraining.steps or None,
-                                  seed=pretraining.seed)
     out = lcd.models_dir / checkpoint_name(variant)
-    saved = _saved_state(out)
-    resume = bool(saved and saved.get("config") == config.to_dict() and saved["step"] < saved["total_steps"])
-    context.log.info(
-        f"{config.variant}: {steps} steps of {config.batch_size} pairs × {config.n_crops} crops on "
-        f"{len(source)} tiles ({config.arch}, {config.global_crop_size}/{config.local_crop_size} px)"
-        + (f"; resuming at step {saved['step']}" if resume else "")
+    run = pretraining_steps.pretrain_variant(
+        _bank(lcd), variant, out, preset=pretraining.preset, steps=pretraining.steps, seed=pretraining.seed,
+        time_budget_s=pretraining.time_budget_s, device=pretraining.device, num_threads=pretraining.num_threads,
+        log=context.log.info)
+    meta = _checkpoint_metadata(run, out)
+    if run.history.height:
+        last = run.history.row(-1, named=True)
+        meta.update({"final_loss": round(last["loss"], 4), "teacher_entropy": round(last["teacher_entropy"], 4)})
+        meta["loss_curves"] = md.image(training_curves(run.history, run.config.variant),
+                                       "loss and collapse indicators",
+                                       lcd.previews_dir / "pretraining" / f"{variant}.png")
+    return dg.MaterializeResult(
+        metadata=meta,
+        check_results=[dg.AssetCheckResult(
+            check_name="not_collapsed", passed=not run.collapsed,
+            metadata={k: round(v, 5) for k, v in run.stats.items()})],
     )
 
-    def progress(rec: dict) -> None:
-        context.log.info(
-            f"step {rec['step']}/{rec['total_steps']} loss {rec['loss']:.4f} (DINO {rec['dino']:.3f}"
-            + (f", Barlow {rec['barlow']:.3f}" if rec["barlow"] is not None else "")
-            + f") {rec['crops_per_s']:.0f} crops/s ETA {rec['eta_call_s']:.0f} s; teacher entropy "
-            f"{rec['teacher_entropy']:.3f}, embed std {rec['embed_std']:.4f}, eff. rank {rec['effective_rank']:.1f}"
-        )
 
-    t0 = time.perf_counter()
-    result = train(config, source, checkpoint_dir=out, resume=resume, progress=progress, name=out.name,
-                   log_every=max(1, min(25, steps // 20)), checkpoint_every=max(10, steps // 10),
-                   time_budget_s=pretraining.time_budget_s or None, device=pretraining.device,
-                   num_threads=pretraining.num_threads or None)
-    seconds = time.perf_counter() - t0
-    model, ckpt = load_checkpoint(out)
-    emb, _ = _embed_heldout(model, ckpt, bank, or_train=512)
-    stats = ablation.collapse_stats(emb)
-    ok = (stats["effective_rank"] >= MIN_EFFECTIVE_RANK
-          and stats["embed_std"] >= MIN_STD_FRACTION * stats["embed_std_iso"])
-    history = pl.DataFrame(result.history, infer_schema_length=None) if result.history else pl.DataFrame()
-    meta = {
-        "model": describe_checkpoint(ckpt),
-        "variant": config.variant,
+def _checkpoint_metadata(run: pretraining_steps.PretrainRun, out: Path) -> dict:
+    result, stats = run.result, run.stats
+    return {
+        "model": describe_checkpoint(run.record),
+        "variant": run.config.variant,
         "step": result.step,
         "total_steps": result.total_steps,
         "stopped_by": result.stopped_by,
         "resumed_from": result.resumed_from if result.resumed_from is not None else "(fresh)",
         "crops_per_s": round(result.crops_per_s, 1),
-        "seconds": round(seconds, 1),
-        "train_tiles": len(source),
+        "seconds": round(run.seconds, 1),
+        "train_tiles": run.n_train,
         "xb_pairs": md.table(pl.DataFrame({"kind": list(result.sampler_stats),
                                           "pairs": [int(v) for v in result.sampler_stats.values()]}))
         if result.sampler_stats else "(none)",
         "heldout_embed_std": round(stats["embed_std"], 5),
         "heldout_effective_rank": round(stats["effective_rank"], 2),
-        "config": dg.MetadataValue.json(config.to_dict()),
+        "config": dg.MetadataValue.json(run.config.to_dict()),
         "path": dg.MetadataValue.path(str(out)),
     }
-    if history.height:
-        last = history.row(-1, named=True)
-        meta.update({"final_loss": round(last["loss"], 4), "teacher_entropy": round(last["teacher_entropy"], 4)})
-        meta["loss_curves"] = md.image(training_curves(history, config.variant), "loss and collapse indicators",
-                                       lcd.previews_dir / "pretraining" / f"{variant}.png")
-    return dg.MaterializeResult(
-        metadata=meta,
-        check_results=[dg.AssetCheckResult(
-            check_name="not_collapsed", passed=bool(ok),
-            metadata={k: round(v, 5) for k, v in stats.items()})],
-    )
 
 
 @dg.asset(
