@@ -15,6 +15,7 @@ import dagster as dg
 import polars as pl
 
 from lcd_core.cells.train import LARGE_CELL_SHARE, NUCLEUS_WEIGHT
+from lcd_core.moa import MoaClasses
 from lcd_core.io.platemap import Screen, ScreenConfig, load_screen
 from lcd_core.tiles.preprocess import TileConfig
 from lcd_core.io.warehouse import Warehouse
@@ -84,6 +85,10 @@ class LcdHome(dg.ConfigurableResource):
         if "set" not in compounds.columns:
             return []
         return sorted(compounds.filter(pl.col("set") == "holdout")["compound"].to_list())
+
+    def moa_classes(self) -> MoaClasses:
+        """The screen's MoA classes, from its own compounds table (never from the generator)."""
+        return MoaClasses.from_compounds(self.screen().compounds)
 
 
 REGISTRY_TABLES = ("compounds", "layouts", "plates")

@@ -118,7 +118,7 @@ def test_moa_assets_predict_every_compound_and_score_them(analysed):
 
 
 def test_handcrafted_baseline_runs_the_same_steps_and_is_compared_with_the_vit(analysed):
-    from lcd_assets.handcrafted.assets import CELL_SEGMENTATION, TRUTH_MORPHOLOGY
+    from lcd_core.pipeline.baseline import CELL_SEGMENTATION, HANDCRAFTED_SPHERIZED, TRUTH_MORPHOLOGY
     from lcd_core.cells import CELL_FEATURE_NAMES
     from lcd_core.handcrafted.features import FEATURE_NAMES
 
@@ -133,14 +133,14 @@ def test_handcrafted_baseline_runs_the_same_steps_and_is_compared_with_the_vit(a
     preds = wh.query("SELECT * FROM handcrafted_moa_predictions")
     assert preds["compound"].n_unique() == 12
     comp = wh.query("SELECT * FROM moa_feature_comparison")
-    assert set(comp["features"]) == {"handcrafted", "ViT untrained-vit-s16-seed0", CELL_SEGMENTATION,
-                                     TRUTH_MORPHOLOGY}
+    assert set(comp["features"]) == {"handcrafted", HANDCRAFTED_SPHERIZED, "ViT untrained-vit-s16-seed0",
+                                     CELL_SEGMENTATION, TRUTH_MORPHOLOGY}
     cells = wh.query("SELECT * FROM cell_features")
     assert cells.height == fovs.height and np.isfinite(cells.select(CELL_FEATURE_NAMES).to_numpy()).all()
     # both polypharmacology readings of every feature set, scored against the planted compounds
     poly = wh.query("SELECT * FROM polypharmacology_vs_truth")
     assert set(poly["features"]) == set(comp["features"])
-    assert set(poly["flag"]) == {"stable_top2", "stable_residual"} and poly.height == 8
+    assert set(poly["flag"]) == {"stable_top2", "stable_residual"} and poly.height == 10
     planted = wh.query("SELECT DISTINCT compound FROM moa_predictions").join(
         pl.read_parquet(home / "truth" / "compounds.parquet").filter(pl.col("moa_secondary") != ""), on="compound")
     assert set(poly["planted"]) == {planted.height}
@@ -160,23 +160,21 @@ def test_handcrafted_profiles_join_the_cell_features_only_when_every_fov_has_the
     import logging
 
     from lcd_assets.handcrafted.assets import _fov_profiles
-    from lcd_assets.resources import LcdHome
     from lcd_core.cells import CELL_FEATURE_NAMES
 
     home = analysed[0]
-    lcd = LcdHome(home=str(home))
-    full = _fov_profiles(lcd, logging.getLogger("test"))
+    wh = Warehouse(home)
+    full = _fov_profiles(wh, logging.getLogger("test"))
     assert set(CELL_FEATURE_NAMES) <= set(full.columns)
     assert full.height == Warehouse(home).query("SELECT count(*) AS n FROM fov_features")["n"][0]
     assert full.filter(pl.col("Metadata_role") == "negative_control").height > 0  # DMSO rows (no moa) kept
-    wh = Warehouse(home)
     part = {"plate": "R01-L01", "timepoint": TP}
     saved = wh.read_parquet_partition("cell_features", part)
     wh.delete_partition("cell_features", part)
     wh.refresh_views(["cell_features"])
     try:
         with caplog.at_level(logging.WARNING, logger="test"):
-            partial = _fov_profiles(lcd, logging.getLogger("test"))
+            partial = _fov_profiles(wh, logging.getLogger("test"))
         assert partial.height == full.height and not set(CELL_FEATURE_NAMES) & set(partial.columns)
         assert "R01-L01|04h" in caplog.text
     finally:

@@ -7,37 +7,36 @@ import numpy as np
 import polars as pl
 
 from lcd_assets import metadata as md
-from lcd_assets.partitions import condition_partitions, measurement_to_condition, partitioned_check
+from lcd_assets.partitions import condition_of, condition_partitions, measurement_to_condition, partitioned_check
 from lcd_assets.resources import WAREHOUSE_POOL, LcdHome
-from lcd_core.profiling.activity import compute_activity, sensitivity
 from lcd_core.ground_truth import HOLDOUT, activity_against_truth, dmso_holdout_profiles, nan_safe
-from lcd_core.profiling.normalize import METHODS, normalize_to_wells
+from lcd_core.pipeline.downstream import ChainSettings, condition_activity, condition_wells, run_chain, string_keys
 from lcd_core.plots import ap_distribution, es_heatmap, grouped_bars, sensitivity_curves
+from lcd_core.profiling.activity import sensitivity
+from lcd_core.profiling.normalize import METHODS
 from lcd_core.profiling.profiles import to_cytomining
 
 GROUP = "activity"
-DEFAULT_METHOD = "mad_harmony_fov"
+DEFAULTS = ChainSettings()  # the one chain's defaults, shared with the handcrafted baseline and the ablation
 NULL_ES_LIMIT = 0.5
 
 
 class NormalizationConfig(dg.Config):
     """Which normalization the run uses (``none``, ``mad``, ``harmony``, ``fastmnn``,
-    ``mad_harmony_fov`` — the paper's best, the default)."""
+    ``mad_harmony_fov`` — the paper's best, the default of every feature set; ``mad_spherize``)."""
 
-    method: str = DEFAULT_METHOD
+    method: str = DEFAULTS.method
 
 
 class ActivityConfig(dg.Config):
     """Draws of the mAP distributions and the activity call."""
 
-    n_draws: int = 1000
-    threshold: float = 0.8
-    seed: int = 0
+    n_draws: int = DEFAULTS.n_draws
+    threshold: float = DEFAULTS.threshold
+    seed: int = DEFAULTS.seed
 
-
-def _condition(context) -> tuple[str, str]:
-    keys = context.partition_key.keys_by_dimension
-    return keys["dose"], keys["timepoint"]
+    def settings(self) -> ChainSettings:
+        return ChainSettings(n_draws=self.n_draws, threshold=self.threshold, seed=self.seed)
 
 
 def timepoint_fov_profiles(lcd: LcdHome, timepoint: str) -> pl.DataFrame:
@@ -75,15 +74,10 @@ def _check(name: str, asset: str, description: str, blocking: bool = False) -> d
 def normalized_profiles(
     context: dg.AssetExecutionContext, config: NormalizationConfig, lcd: LcdHome
 ) -> dg.MaterializeResult:
-    if config.method not in METHODS:
-        raise ValueError(f"normalization method {config.method!r}: expected one of {METHODS}")
-    dose, timepoint = _condition(context)
+    dose, timepoint = condition_of(context)
     fovs = timepoint_fov_profiles(lcd, timepoint)
     t0 = time.perf_counter()
-    wells, result = normalize_to_wells(fovs, config.method)
-    wells = wells.filter(pl.col("Metadata_dose") == dose).with_columns(
-        pl.lit(config.method).alias("Metadata_normalization")
-    )
+    wells, result = condition_wells(fovs, dose, ChainSettings(method=config.method))
     lcd.warehouse().write_parquet_partition("normalized_profiles", {"dose": dose, "timepoint": timepoint}, wells)
     X = wells.select(result.features).to_numpy()
     diag = result.diagnostics
@@ -138,27 +132,19 @@ def normalized_profiles(
     ),
 )
 def activity(context: dg.AssetExecutionContext, config: ActivityConfig, lcd: LcdHome) -> dg.MaterializeResult:
-    dose, timepoint = _condition(context)
+    dose, timepoint = condition_of(context)
     part = {"dose": dose, "timepoint": timepoint}
     wh = lcd.warehouse()
     # the Parquet partition carries its hive keys as plain columns; they are not features
     profiles = wh.read_parquet_partition("normalized_profiles", part).drop(list(part), strict=False)
     t0 = time.perf_counter()
-    res = compute_activity(
-        profiles, n_draws=config.n_draws, seed=config.seed, threshold=config.threshold, keep_draws=True
-    )
+    res = condition_activity(profiles, config.settings(), keep_draws=True)
     elapsed = time.perf_counter() - t0
-    act = res.activity.with_columns(pl.col("dose").cast(pl.String), pl.col("timepoint").cast(pl.String))
-    wh.replace_partition("activity", act, part)
-    wh.replace_partition("activity_null", res.null.with_columns(pl.col("dose").cast(pl.String), pl.col("timepoint").cast(pl.String)), part)
+    wh.replace_partition("activity", res.activity, part)
+    wh.replace_partition("activity_null", res.null, part)
     wh.write_parquet_partition("activity_draws", part, res.draws)
-
-    # only the DMSO wells matter to the held-out-DMSO check: score just the pseudo-compound
-    dmso = profiles.filter(pl.col("Metadata_role") == "negative_control")
-    holdout = compute_activity(dmso_holdout_profiles(dmso, seed=config.seed), n_draws=config.n_draws,
-                               seed=config.seed).activity.filter(pl.col("compound") == HOLDOUT)
-    holdout_es = float(holdout["map_es"][0]) if holdout.height else float("nan")
-
+    holdout_es = _dmso_holdout_es(profiles, config.settings())
+    act = res.activity
     meta: dict = {
         "compounds": act.height,
         "active": int(act["active"].sum()),
@@ -168,41 +154,57 @@ def activity(context: dg.AssetExecutionContext, config: ActivityConfig, lcd: Lcd
         "dmso_holdout_map_es": holdout_es,
         "top": md.table(act.sort("map_es", descending=True, nulls_last=True).select(
             ["compound", "moa", "map_mean", "map_ci_low", "map_ci_high", "map_es", "active", "fallback"]), 12),
+        "unscorable": ", ".join(sorted(act.filter(pl.col("n_draws") == 0)["compound"].to_list())) or "none",
+        **_truth_metadata(lcd, act, config.threshold),
+        **_ap_plot(lcd, res.draws, act, dose, timepoint),
     }
-    truth = _truth(lcd)
-    if truth is not None:
-        meta["vs_truth"] = dg.MetadataValue.json(nan_safe(activity_against_truth(act, truth, config.threshold)))
-    ranked = act.filter(pl.col("map_es").is_finite()).sort("map_es", descending=True)
-    if ranked.height:
-        top = ranked["compound"][0]
-        draws = res.draws
-        comp = draws.filter(pl.col("compound") == top)["ap"].to_numpy()
-        null = draws.filter(pl.col("compound").is_null())["ap"].to_numpy()
-        meta["ap_distribution"] = md.image(
-            ap_distribution(comp, null, f"{top} at {dose} {timepoint}: mAP-ES {ranked['map_es'][0]:.2f}"),
-            "AP distribution of the most active compound vs the DMSO null",
-            lcd.previews_dir / "activity" / dose / timepoint / "ap_distribution.png",
-        )
-    screen = lcd.screen()
-    on_plates = screen.layouts.filter(
-        pl.col("layout").is_in(profiles["Metadata_layout"].unique().to_list())
-        & (pl.col("role") != "negative_control")
-    )
-    missing = sorted(set(on_plates["compound"].to_list()) - set(act["compound"].to_list()))
+    missing = _unscored_compounds(lcd, profiles, act)
     scorable = act.filter(pl.col("n_draws") > 0)
-    unscorable = sorted(act.filter(pl.col("n_draws") == 0)["compound"].to_list())
-    meta["unscorable"] = ", ".join(unscorable) or "none"
     n_nan = int(scorable.filter(pl.col("map_es").is_nan() | pl.col("map_mean").is_nan()).height)
-    return dg.MaterializeResult(
-        metadata=meta,
-        check_results=[
-            dg.AssetCheckResult(check_name="every_compound_scored", passed=not missing,
-                                description=f"missing: {missing[:10]}" if missing else "all scored"),
-            dg.AssetCheckResult(check_name="no_nan", passed=n_nan == 0, description=f"{n_nan} rows with NaN"),
-            dg.AssetCheckResult(check_name="dmso_null_centred", passed=bool(abs(holdout_es) < NULL_ES_LIMIT),
-                                description=f"held-out DMSO mAP-ES {holdout_es:.3f}"),
-        ],
-    )
+    return dg.MaterializeResult(metadata=meta, check_results=[
+        dg.AssetCheckResult(check_name="every_compound_scored", passed=not missing,
+                            description=f"missing: {missing[:10]}" if missing else "all scored"),
+        dg.AssetCheckResult(check_name="no_nan", passed=n_nan == 0, description=f"{n_nan} rows with NaN"),
+        dg.AssetCheckResult(check_name="dmso_null_centred", passed=bool(abs(holdout_es) < NULL_ES_LIMIT),
+                            description=f"held-out DMSO mAP-ES {holdout_es:.3f}"),
+    ])
+
+
+def _dmso_holdout_es(profiles: pl.DataFrame, settings: ChainSettings) -> float:
+    """mAP-ES of half of each plate's DMSO wells held out as a pseudo-compound (only the DMSO
+    wells matter to it: score just the pseudo-compound)."""
+    dmso = profiles.filter(pl.col("Metadata_role") == "negative_control")
+    scored = condition_activity(dmso_holdout_profiles(dmso, seed=settings.seed), settings).activity
+    holdout = scored.filter(pl.col("compound") == HOLDOUT)
+    return float(holdout["map_es"][0]) if holdout.height else float("nan")
+
+
+def _truth_metadata(lcd: LcdHome, act: pl.DataFrame, threshold: float) -> dict:
+    truth = _truth(lcd)
+    if truth is None:
+        return {}
+    return {"vs_truth": dg.MetadataValue.json(nan_safe(activity_against_truth(act, truth, threshold)))}
+
+
+def _ap_plot(lcd: LcdHome, draws: pl.DataFrame, act: pl.DataFrame, dose: str, timepoint: str) -> dict:
+    """The AP distribution of the most active compound against the DMSO null, as an image."""
+    ranked = act.filter(pl.col("map_es").is_finite()).sort("map_es", descending=True)
+    if not ranked.height:
+        return {}
+    top = ranked["compound"][0]
+    comp = draws.filter(pl.col("compound") == top)["ap"].to_numpy()
+    null = draws.filter(pl.col("compound").is_null())["ap"].to_numpy()
+    return {"ap_distribution": md.image(
+        ap_distribution(comp, null, f"{top} at {dose} {timepoint}: mAP-ES {ranked['map_es'][0]:.2f}"),
+        "AP distribution of the most active compound vs the DMSO null",
+        lcd.previews_dir / "activity" / dose / timepoint / "ap_distribution.png")}
+
+
+def _unscored_compounds(lcd: LcdHome, profiles: pl.DataFrame, act: pl.DataFrame) -> list[str]:
+    """Compounds on the layouts of this condition's plates that have no activity row."""
+    layouts = profiles["Metadata_layout"].unique().to_list()
+    on_plates = lcd.screen().layouts.filter(pl.col("layout").is_in(layouts) & (pl.col("role") != "negative_control"))
+    return sorted(set(on_plates["compound"].to_list()) - set(act["compound"].to_list()))
 
 
 @dg.asset(
@@ -220,7 +222,7 @@ def activity(context: dg.AssetExecutionContext, config: ActivityConfig, lcd: Lcd
 def activity_sensitivity(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.MaterializeResult:
     wh = lcd.warehouse()
     act = wh.query("SELECT * FROM activity")
-    sens = sensitivity(act).with_columns(pl.col("dose").cast(pl.String), pl.col("timepoint").cast(pl.String))
+    sens = string_keys(sensitivity(act))
     wh.replace_table("activity_sensitivity", sens)
     doses = lcd.screen().doses()
     previews = lcd.previews_dir / "activity"
@@ -236,6 +238,18 @@ def activity_sensitivity(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.
     if truth is not None:
         meta["vs_truth"] = dg.MetadataValue.json(nan_safe(activity_against_truth(act, truth)))
     return dg.MaterializeResult(metadata=meta)
+
+
+def _comparison_rows(method: str, act: pl.DataFrame, truth: pl.DataFrame | None) -> list[dict]:
+    """One row per dose × timepoint: mean mAP, fraction active, AUROC against the truth."""
+    rows = []
+    for (dose, timepoint), g in act.group_by(["dose", "timepoint"], maintain_order=True):
+        score = activity_against_truth(g, truth) if truth is not None else {}
+        g = g.filter(pl.col("n_draws") > 0)  # compounds on one plate only have no mAP
+        rows.append({"method": method, "dose": dose, "timepoint": timepoint,
+                     "mean_map": float(g["map_mean"].mean()), "fraction_active": float(g["active"].mean()),
+                     "n_compounds": g.height, "auroc_vs_truth": score.get("auroc")})
+    return rows
 
 
 class ComparisonConfig(dg.Config):
@@ -261,26 +275,12 @@ def normalization_comparison(
 ) -> dg.MaterializeResult:
     wh = lcd.warehouse()
     truth = _truth(lcd)
+    fovs = to_cytomining(wh.query("SELECT * FROM fov_embeddings ORDER BY timepoint, plate, well, field"))
     rows = []
-    for timepoint in lcd.screen().timepoints():
-        fovs = timepoint_fov_profiles(lcd, timepoint)
-        if not fovs.height:
-            continue
-        for method in METHODS:
-            wells, _ = normalize_to_wells(fovs, method)
-            act = compute_activity(wells, n_draws=config.n_draws, seed=config.seed).activity
-            act = act.with_columns(pl.col("dose").cast(pl.String), pl.col("timepoint").cast(pl.String))
-            for (dose,), g in act.group_by(["dose"]):
-                score = activity_against_truth(g, truth) if truth is not None else {}
-                g = g.filter(pl.col("n_draws") > 0)  # compounds on one plate only have no mAP
-                rows.append({
-                    "method": method, "dose": dose, "timepoint": timepoint,
-                    "mean_map": float(g["map_mean"].mean()),
-                    "fraction_active": float(g["active"].mean()),
-                    "n_compounds": g.height,
-                    "auroc_vs_truth": score.get("auroc"),
-                })
-            context.log.info(f"{method} {timepoint}: mean mAP {act['map_mean'].mean():.3f}")
+    for method in METHODS:
+        act = run_chain(fovs, ChainSettings(method=method, n_draws=config.n_draws, seed=config.seed)).activity
+        rows += _comparison_rows(method, act, truth)
+        context.log.info(f"{method}: mean mAP {act['map_mean'].mean():.3f}")
     table = pl.DataFrame(rows, schema_overrides={"auroc_vs_truth": pl.Float64})
     wh.replace_table("normalization_comparison", table)
     overall = table.group_by("method").agg(

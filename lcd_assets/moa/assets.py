@@ -4,26 +4,14 @@ import dagster as dg
 import polars as pl
 
 from lcd_assets import metadata as md
-from lcd_assets.partitions import condition_partitions
+from lcd_assets.partitions import condition_of, condition_partitions
 from lcd_assets.resources import WAREHOUSE_POOL, LcdHome
 from lcd_core import moa
 from lcd_core.ground_truth import polypharmacology_against_truth
+from lcd_core.pipeline.downstream import string_keys
 from lcd_core.plots import confusion_heatmap, metric_curves
 
 GROUP = "moa"
-
-
-def holdout_compounds(lcd: LcdHome) -> list[str]:
-    """Compounds of the holdout set (``set`` column of compounds.csv; none when absent)."""
-    compounds = lcd.screen().compounds
-    if "set" not in compounds.columns:
-        return []
-    return sorted(compounds.filter(pl.col("set") == "holdout")["compound"].to_list())
-
-
-def _moa_classes(lcd: LcdHome) -> moa.MoaClasses:
-    """The screen's MoA classes, from its compounds table."""
-    return moa.MoaClasses.from_compounds(lcd.screen().compounds)
 
 
 def _poly_truth(lcd: LcdHome, poly: pl.DataFrame) -> dict:
@@ -32,10 +20,6 @@ def _poly_truth(lcd: LcdHome, poly: pl.DataFrame) -> dict:
     if not path.exists():
         return {}
     return {"polypharmacology_vs_truth": md.table(polypharmacology_against_truth(poly, pl.read_parquet(path)))}
-
-
-def _str_keys(df: pl.DataFrame) -> pl.DataFrame:
-    return df.with_columns([pl.col(c).cast(pl.String) for c in ("dose", "timepoint") if c in df.columns])
 
 
 @dg.asset(
@@ -52,22 +36,13 @@ def _str_keys(df: pl.DataFrame) -> pl.DataFrame:
     ),
 )
 def moa_probes(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.MaterializeResult:
-    keys = context.partition_key.keys_by_dimension
-    part = {"dose": keys["dose"], "timepoint": keys["timepoint"]}
+    dose, timepoint = condition_of(context)
+    part = {"dose": dose, "timepoint": timepoint}
     wh = lcd.warehouse()
     profiles = wh.read_parquet_partition("normalized_profiles", part).drop(list(part), strict=False)
-    activity = wh.query(
-        "SELECT * FROM activity WHERE dose = $dose AND timepoint = $timepoint", part
-    )
-    hold = [c for c in holdout_compounds(lcd) if c in set(profiles["Metadata_compound"].to_list())]
-    is_hold = pl.col("Metadata_compound").is_in(hold) & (pl.col("Metadata_role") != "negative_control")
-    train = profiles.filter(~is_hold)
-    classes = _moa_classes(lcd)
-    results = [moa.cv_condition(train, activity, classes=classes)]
-    if hold:
-        results.append(moa.holdout_predict(train, activity, profiles.filter(is_hold), classes=classes,
-                                           holdout_active=activity))
-    table = _str_keys(pl.concat(results, how="diagonal_relaxed"))
+    activity = wh.query("SELECT * FROM activity WHERE dose = $dose AND timepoint = $timepoint", part)
+    table = string_keys(moa.condition_probes(profiles, activity, classes=lcd.moa_classes(),
+                                             holdout_compounds=lcd.holdout_compounds()))
     wh.replace_partition("moa_probe_results", table, part)
     skipped = table.filter(pl.col("status") == "skipped")
     scored = table.filter(pl.col("predicted").is_not_null() & pl.col("moa").is_not_null())
@@ -102,14 +77,14 @@ def moa_predictions(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.Mater
     wh = lcd.warehouse()
     per_condition = wh.query("SELECT * FROM moa_probe_results")
     activity = wh.query("SELECT * FROM activity")
-    classes = _moa_classes(lcd)
+    classes = lcd.moa_classes()
     predictions = moa.aggregate_incremental(per_condition, activity, classes=classes)
     high = moa.high_dose_keys(per_condition)
     conditions = per_condition.filter(pl.col("dose").is_in(high)).select("dose", "timepoint").unique()
     profiles = pl.concat([wh.read_parquet_partition("normalized_profiles", {"dose": d, "timepoint": t}).drop(
         ["dose", "timepoint"], strict=False) for d, t in sorted(conditions.iter_rows())], how="diagonal_relaxed")
     per_condition = moa.explain_away_readings(per_condition, profiles, activity, classes=classes, high_doses=high,
-                                              holdout_compounds=holdout_compounds(lcd))
+                                              holdout_compounds=lcd.holdout_compounds())
     poly = moa.polypharmacology(per_condition, high_doses=high, classes=classes)
     wh.replace_table("moa_predictions", predictions)
     wh.replace_table("moa_polypharmacology", poly)
@@ -145,7 +120,7 @@ def moa_predictions(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.Mater
 def moa_metrics(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.MaterializeResult:
     wh = lcd.warehouse()
     predictions = wh.query("SELECT * FROM moa_predictions")
-    classes = _moa_classes(lcd)
+    classes = lcd.moa_classes()
     scores = moa.metrics(predictions, classes=classes)
     conf = moa.confusion(predictions, classes=classes)
     wh.replace_table("moa_metrics", scores)

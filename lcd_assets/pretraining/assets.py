@@ -6,21 +6,19 @@ import time
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import polars as pl
 
 from lcd_assets import metadata as md
 from lcd_assets.resources import WAREHOUSE_POOL, EmbeddingSettings, LcdHome, PretrainingSettings, TilingSettings
-from lcd_core.embedding.inference import embed_tiles, input_size_of, resize_tiles
-from lcd_core.handcrafted.features import tiles_features
 from lcd_core.plots import ablation_bars, training_curves
+from lcd_core.pipeline import ablation as ablation_steps
+from lcd_core.pipeline.downstream import ChainSettings
 from lcd_core.pipeline import pretraining as pretraining_steps
 from lcd_core.pipeline.pretraining import MIN_EFFECTIVE_RANK, MIN_STD_FRACTION
-from lcd_core.ssl import ablation
 from lcd_core.ssl.config import VARIANTS, variants
 from lcd_core.ssl.sampler import CrossBatchSampler
 from lcd_core.ssl.source import TileBank
-from lcd_core.embedding.vit import describe_checkpoint, load_checkpoint
+from lcd_core.embedding.vit import describe_checkpoint
 
 GROUP = "pretraining"
 BANK_DIR = "ssl/tile_bank"
@@ -75,14 +73,6 @@ def ssl_tile_bank(context: dg.AssetExecutionContext, lcd: LcdHome, tiling: Tilin
             "path": dg.MetadataValue.path(str(lcd.root / BANK_DIR)),
         }
     )
-
-
-def _embed_bank(model, config: dict, bank: TileBank, batch: int = 256) -> np.ndarray:
-    """Embeddings of every tile of the bank, streamed from its memmap (bounded memory)."""
-    tiles = bank.tiles
-    size = input_size_of(config, tiles.shape[-1])
-    return embed_tiles(model, (resize_tiles(np.asarray(tiles[i:i + batch]), size)
-                               for i in range(0, len(tiles), batch)))
 
 
 @dg.asset(
@@ -166,124 +156,51 @@ def _checkpoint_metadata(run: pretraining_steps.PretrainRun, out: Path) -> dict:
         "retrieval mAP (same compound, other replica; higher is better) and replica predictability "
         "(balanced accuracy of a linear probe predicting the replica from DMSO tiles; lower is more "
         "batch-invariant), with a 95 % bootstrap interval of the mAP over compounds; on every tile "
-        "of the screen, the paper's own measure: phenotypic-activity mAP of MAD-normalized well "
-        "profiles and, on a synthetic screen, the AUROC of mAP-ES against the planted truth. The "
+        "of the screen, the paper's own measure through the platform's downstream chain "
+        "(MAD + Harmony/FOV, 1,000 draws): phenotypic-activity mAP and, on a synthetic screen, the AUROC of mAP-ES against the planted truth. The "
         "untrained ViTs are baseline rows; the handcrafted features of the same tiles are the "
         "reference row (the paper's CellProfiler). Table `ablation`."
     ),
 )
 def ssl_ablation(context: dg.AssetExecutionContext, lcd: LcdHome, embedding: EmbeddingSettings,
                  pretraining: PretrainingSettings) -> dg.MaterializeResult:
-    from lcd_core.embedding.vit import create_vit
-
     bank = _bank(lcd)
     if not (bank.table["split"] == "heldout").any():
         raise ValueError("the tile bank has no held-out tiles: acquire the holdout layouts' plates and "
                          "re-materialize ssl_tile_bank")
-    rows: list[dict] = []
-
-    held = (bank.table["split"] == "heldout").to_numpy()
-    boots: dict[str, tuple] = {}  # model → (bootstrap AUROCs, condition keys): paired comparisons
-    truth_path = lcd.truth_dir / "conditions.parquet"
-    truth = pl.read_parquet(truth_path) if truth_path.exists() else None
-
-    def score(model_name: str, variant: str, model, ckpt: dict, every: np.ndarray | None = None) -> None:
-        t0 = time.perf_counter()
-        every = _embed_bank(model, ckpt, bank) if every is None else every
-        emb, table = every[held], bank.table.filter(pl.Series(held))
-        s = ablation.evaluate_embedding(emb, table)
-        screen = ablation.screen_activity(every, bank.table, truth, seed=pretraining.seed)
-        boots[model_name] = (screen.pop("activity_auroc_boot", None), screen.pop("activity_keys", None))
-        rows.append({"model": model_name, "variant": variant, "trained": bool(ckpt.get("trained", True)),
-                     "arch": ckpt.get("arch"), "input_size": input_size_of(ckpt, bank.tiles.shape[-1]),
-                     "steps": ckpt.get("step"), **s.as_row(), **screen, **ablation.collapse_stats(emb)})
-        auroc = screen["activity_auroc"]
-        context.log.info(f"{model_name}: retrieval mAP {s.retrieval_map:.4f}, replica balanced accuracy "
-                         f"{s.replica_balanced_accuracy:.3f}, screen activity mAP {screen['activity_map']:.4f}"
-                         + (f" (AUROC vs truth {auroc:.3f})" if auroc is not None else "")
-                         + f" ({time.perf_counter() - t0:.0f} s)")
-
-    base = lcd.models_dir / embedding.checkpoint
-    if (base / "model.safetensors").exists():
-        model, ckpt = load_checkpoint(base)
-        if not ckpt.get("trained", True):
-            score(embedding.checkpoint, "untrained", model, ckpt)
-    trained = [(v, lcd.models_dir / checkpoint_name(v)) for v in VARIANTS]
-    trained = [(v, p) for v, p in trained if (p / "model.safetensors").exists()]
+    trained = {VARIANTS_LABEL[v]: lcd.models_dir / checkpoint_name(v) for v in VARIANTS}
+    trained = {label: p for label, p in trained.items() if (p / "model.safetensors").exists()}
     if not trained:
         raise FileNotFoundError("no ssl-<variant> checkpoint in the models folder: materialize ssl_checkpoint first")
-    geometry = set()
-    for variant, path in trained:
-        model, ckpt = load_checkpoint(path)
-        geometry.add((ckpt["arch"], input_size_of(ckpt, bank.tiles.shape[-1])))
-        score(path.name, VARIANTS_LABEL[variant], model, ckpt)
-    for arch, size in sorted(geometry):  # the untrained twin of each trained geometry: a fair baseline
-        if any(r["variant"] == "untrained" and r["arch"] == arch and r["input_size"] == size for r in rows):
-            continue
-        score(f"untrained-{arch}-{size}px", "untrained", create_vit(arch, seed=pretraining.seed),
-              {"trained": False, "arch": arch, "input_size": size})
-    # the paper's CellProfiler reference row (its Fig. 2A): the handcrafted features of the same
-    # tiles, z-scored over the bank so that no feature's unit dominates the cosine
-    feats = np.concatenate(list(tiles_features(np.asarray(bank.tiles[i:i + 256])
-                                               for i in range(0, len(bank.tiles), 256))))
-    feats = (feats - feats.mean(0)) / np.maximum(feats.std(0), 1e-9)
-    score("handcrafted", "handcrafted features", None, {"trained": False, "arch": "handcrafted"}, every=feats)
-    _paired_vs_untrained(rows, boots)
-    table = pl.DataFrame(rows, infer_schema_length=None)
+    truth_path = lcd.truth_dir / "conditions.parquet"
+    truth = pl.read_parquet(truth_path) if truth_path.exists() else None
+    settings = ChainSettings(seed=pretraining.seed)
+    candidates = [*ablation_steps.vit_candidates(lcd.models_dir / embedding.checkpoint, trained, bank.tiles,
+                                                 seed=pretraining.seed),
+                  ablation_steps.handcrafted_candidate(bank.tiles)]
+    run = ablation_steps.Ablation()
+    for c in candidates:
+        t0 = time.perf_counter()
+        row = ablation_steps.score_candidate(run, c, bank.table, bank.tiles.shape[-1], truth, settings)
+        context.log.info(f"{c.name}: retrieval mAP {row['retrieval_map']:.4f}, replica balanced accuracy "
+                         f"{row['replica_balanced_accuracy']:.3f}, screen activity mAP {row['activity_map']:.4f}, "
+                         f"AUROC vs truth {row['activity_auroc']} ({time.perf_counter() - t0:.0f} s)")
+    ablation_steps.paired_vs_untrained(run)
+    table = run.table()
     lcd.warehouse().replace_table("ablation", table)
-    models = table.filter(pl.col("variant") != "handcrafted features")
-    best = models.sort("retrieval_map", descending=True).row(0, named=True)
-    xb = table.filter(pl.col("variant").str.contains("XB"))
-    non_xb = table.filter(pl.col("trained") & ~pl.col("variant").str.contains("XB"))
-    untrained = models.filter(~pl.col("trained"))
-    meta = {
-        "ablation": md.table(table.select("model", "variant", "steps", "retrieval_map", "retrieval_map_ci_low",
-                                          "retrieval_map_ci_high", "retrieval_map_same_dose",
-                                          "replica_balanced_accuracy", "replica_chance", "activity_map",
-                                          "activity_auroc", "activity_auroc_vs_untrained",
-                                          "activity_auroc_vs_untrained_ci_low",
-                                          "activity_auroc_vs_untrained_ci_high", "effective_rank")),
+    summary = ablation_steps.ablation_summary(run)
+    return dg.MaterializeResult(metadata={
+        "ablation": md.table(table.select(*ABLATION_COLUMNS)),
         "figure": md.image(ablation_bars(table), "ablation", lcd.previews_dir / "pretraining" / "ablation.png"),
-        "best_model": f"{best['model']} ({best['variant']}), retrieval mAP {best['retrieval_map']:.4f}",
         "heldout_tiles": int((bank.table["split"] == "heldout").sum()),
-    }
-    if untrained.height:
-        top = table.filter(pl.col("trained")).sort("retrieval_map", descending=True).row(0, named=True)
-        base = untrained.sort("retrieval_map", descending=True).row(0, named=True)
-        meta["best_trained_minus_untrained_map"] = round(top["retrieval_map"] - base["retrieval_map"], 4)
-        # the paper's claim needs the trained model's interval above the best untrained one's
-        meta["trained_beats_untrained"] = bool(top["retrieval_map_ci_low"] > base["retrieval_map_ci_high"])
-        best_map = table.filter(pl.col("trained")).sort("activity_map", descending=True).row(0, named=True)
-        meta["best_trained_minus_untrained_activity_map"] = round(
-            best_map["activity_map"] - float(untrained["activity_map"].max()), 4)
-    xb_boot = [boots[m][0] for m in xb["model"] if m in boots and boots[m][0] is not None]
-    non_xb_boot = [boots[m][0] for m in non_xb["model"] if m in boots and boots[m][0] is not None]
-    if xb_boot and non_xb_boot and len({len(b) for b in xb_boot + non_xb_boot}) == 1:
-        d = np.mean(xb_boot, axis=0) - np.mean(non_xb_boot, axis=0)
-        meta["activity_auroc_xb_minus_non_xb"] = dg.MetadataValue.json(
-            {"difference": round(float(np.nanmean(d)), 4),
-             "ci95": [round(float(q), 4) for q in np.nanquantile(d, [0.025, 0.975])]})
-    if xb.height and non_xb.height:
-        meta["replica_accuracy_xb_minus_non_xb"] = round(
-            float(xb["replica_balanced_accuracy"].mean() - non_xb["replica_balanced_accuracy"].mean()), 4)
-    return dg.MaterializeResult(metadata=meta)
+        **{k: dg.MetadataValue.json(v) if isinstance(v, dict) else v for k, v in summary.items()},
+    })
 
 
-def _paired_vs_untrained(rows: list[dict], boots: dict[str, tuple]) -> None:
-    """Add to each trained row its screen-activity AUROC minus its untrained twin's (same arch and
-    input size) with a 95 % paired bootstrap interval over the compound-conditions."""
-    for r in rows:
-        r.update(activity_auroc_vs_untrained=None, activity_auroc_vs_untrained_ci_low=None,
-                 activity_auroc_vs_untrained_ci_high=None)
-        twin = next((u for u in rows if u["variant"] == "untrained" and u["arch"] == r["arch"]
-                     and u["input_size"] == r["input_size"]), None)
-        if not r["trained"] or twin is None or r["activity_auroc"] is None or twin["activity_auroc"] is None:
-            continue
-        (a, ka), (b, kb) = boots.get(r["model"], (None, None)), boots.get(twin["model"], (None, None))
-        r["activity_auroc_vs_untrained"] = r["activity_auroc"] - twin["activity_auroc"]
-        if a is not None and b is not None and ka == kb and a.size:
-            lo, hi = np.nanquantile(a - b, [0.025, 0.975])
-            r["activity_auroc_vs_untrained_ci_low"], r["activity_auroc_vs_untrained_ci_high"] = float(lo), float(hi)
+ABLATION_COLUMNS = ("model", "variant", "steps", "retrieval_map", "retrieval_map_ci_low", "retrieval_map_ci_high",
+                    "retrieval_map_same_dose", "replica_balanced_accuracy", "replica_chance", "activity_map",
+                    "activity_auroc", "activity_auroc_vs_untrained", "activity_auroc_vs_untrained_ci_low",
+                    "activity_auroc_vs_untrained_ci_high", "effective_rank")
 
 
 VARIANTS_LABEL = {name: config.variant for name, config in variants().items()}

@@ -35,7 +35,7 @@ Modules, in the order of the stage
 
 from lcd_core.moa.aggregation import WEIGHTINGS, aggregate_incremental, single_highest
 from lcd_core.moa.classes import DMSO_CLASS, MoaClasses
-from lcd_core.moa.classify import MoaResult, classify_moa
+from lcd_core.moa.classify import MoaResult, classify_moa, condition_probes
 from lcd_core.moa.scoring import (
     McNemar, compare_feature_sets, confusion, final_predictions, mcnemar, mcnemar_predictions, metrics,
 )
@@ -49,7 +49,7 @@ from lcd_core.moa.wells import validate_labels
 __all__ = [
     "DMSO_CLASS", "WEIGHTINGS", "ConditionProbe", "McNemar", "MoaClasses", "MoaResult", "SkippedCondition",
     "aggregate_incremental", "class_centroids", "classify_moa", "compare_feature_sets", "compound_folds",
-    "confusion", "cv_condition", "explain_away", "explain_away_readings", "final_predictions",
+    "condition_probes", "confusion", "cv_condition", "explain_away", "explain_away_readings", "final_predictions",
     "fit_condition_probe", "high_dose_keys", "holdout_predict", "mcnemar", "mcnemar_predictions", "metrics",
     "polypharmacology", "single_highest", "validate_labels",
 ]

@@ -26,16 +26,28 @@ class MoaResult:
     polypharmacology: pl.DataFrame
 
 
-def _per_condition(profiles: pl.DataFrame, activity: pl.DataFrame, hold: list[str], *, classes: MoaClasses,
-                   high_doses: Sequence[str] | None, n_splits: int, seed: int, C: float) -> pl.DataFrame:
-    """CV on the training compounds, holdout prediction, then the explain-away readings."""
+def condition_probes(profiles: pl.DataFrame, activity: pl.DataFrame, *, classes: MoaClasses,
+                     holdout_compounds: Collection[str] = (), n_splits: int = 5, seed: int = 0,
+                     C: float = 1.0) -> pl.DataFrame:
+    """The probes' per-condition softmax: CV on the training compounds, and the holdout compounds
+    (those present in ``profiles``) predicted by the probe of the active training compounds."""
+    present = set(profiles[COMPOUND].to_list())
+    hold = [c for c in holdout_compounds if c in present]
     is_hold = pl.col(COMPOUND).is_in(hold) & (pl.col(ROLE) != CONTROL)
     train = profiles.filter(~is_hold)
     parts = [cv_condition(train, activity, n_splits=n_splits, seed=seed, classes=classes, C=C)]
     if hold:
         parts.append(holdout_predict(train, activity, profiles.filter(is_hold), classes=classes, C=C,
                                      seed=seed, holdout_active=activity))
-    return explain_away_readings(pl.concat(parts), profiles, activity, classes=classes, high_doses=high_doses,
+    return pl.concat(parts, how="diagonal_relaxed")
+
+
+def _per_condition(profiles: pl.DataFrame, activity: pl.DataFrame, hold: list[str], *, classes: MoaClasses,
+                   high_doses: Sequence[str] | None, n_splits: int, seed: int, C: float) -> pl.DataFrame:
+    """CV on the training compounds, holdout prediction, then the explain-away readings."""
+    probes = condition_probes(profiles, activity, classes=classes, holdout_compounds=hold, n_splits=n_splits,
+                              seed=seed, C=C)
+    return explain_away_readings(probes, profiles, activity, classes=classes, high_doses=high_doses,
                                  holdout_compounds=hold, n_splits=n_splits, seed=seed, C=C)
 
 
