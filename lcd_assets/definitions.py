@@ -6,8 +6,8 @@ import dagster as dg
 
 from lcd_assets.acquisition import assets as acquisition
 from lcd_assets.acquisition.sensors import inbox_sensor_factory
-from lcd_assets.analysis import activity
-from lcd_assets.analysis import assets as analysis
+from lcd_assets.profiling import activity
+from lcd_assets.profiling import profiles as analysis
 from lcd_assets.handcrafted import assets as handcrafted
 from lcd_assets.models import assets as models
 from lcd_assets.moa import assets as moa

@@ -32,8 +32,8 @@ def test_the_checks_see_every_kind_of_import():
     source = "import os\ndef f():\n    from lcd_assets.moa.assets import x\n    import dagster as dg\n"
     assert {"dagster", "lcd_assets.moa.assets"} <= set(imported_modules(source))
     assert foreign_domains(source, own="handcrafted") == {"moa"}
-    assert foreign_domains("from lcd_assets import moa\n", own="analysis") == {"moa"}
-    assert foreign_domains("from lcd_assets import metadata as md\n", own="analysis") == set()
+    assert foreign_domains("from lcd_assets import moa\n", own="profiling") == {"moa"}
+    assert foreign_domains("from lcd_assets import metadata as md\n", own="profiling") == set()
     assert foreign_domains("from lcd_assets.moa import assets\n", own="moa") == set()
 
 
@@ -46,7 +46,7 @@ def test_lcd_core_never_imports_dagster_or_lcd_assets():
 
 
 def test_no_lcd_assets_domain_imports_another():
-    assert {"acquisition", "analysis", "handcrafted", "models", "moa", "pretraining", "registry"} <= set(DOMAINS)
+    assert {"acquisition", "handcrafted", "models", "moa", "pretraining", "profiling", "registry"} <= set(DOMAINS)
     for domain in DOMAINS:
         for path in sorted((REPO / "lcd_assets" / domain).rglob("*.py")):
             foreign = foreign_domains(path.read_text(), own=domain)

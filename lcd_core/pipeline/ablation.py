@@ -20,11 +20,12 @@ import numpy as np
 import polars as pl
 
 from lcd_core.embedding.aggregate import aggregate_embeddings
-from lcd_core.embedding.inference import embed_tiles, input_size_of, resize_tiles
+from lcd_core.embedding.inference import input_size_of
 from lcd_core.embedding.vit import create_vit, load_checkpoint
 from lcd_core.handcrafted.features import tiles_features
 from lcd_core.ground_truth import activity_against_truth
 from lcd_core.pipeline.downstream import ChainSettings, run_chain
+from lcd_core.pipeline.pretraining import embed_bank_tiles
 from lcd_core.profiling.profiles import to_cytomining
 from lcd_core.ssl import ablation
 from lcd_core.ssl.ablation import bootstrap_auroc
@@ -209,16 +210,9 @@ def ablation_summary(run: Ablation) -> dict:
             **_trained_vs_untrained(table), **_xb_vs_non_xb(table, run.boots)}
 
 
-def _embed_bank(model, record: dict, tiles: np.ndarray, batch: int = 256) -> np.ndarray:
-    """Embeddings of every tile of the bank, streamed from its memmap (bounded memory)."""
-    size = input_size_of(record, tiles.shape[-1])
-    return embed_tiles(model, (resize_tiles(np.asarray(tiles[i:i + batch]), size)
-                               for i in range(0, len(tiles), batch)))
-
-
 def _checkpoint_candidate(name: str, variant: str, folder: Path, tiles: np.ndarray) -> Candidate:
     _, record = load_checkpoint(folder)
-    return Candidate(name, variant, record, lambda: _embed_bank(load_checkpoint(folder)[0], record, tiles))
+    return Candidate(name, variant, record, lambda: embed_bank_tiles(load_checkpoint(folder)[0], record, tiles))
 
 
 def vit_candidates(base: Path, trained: Mapping[str, Path], tiles: np.ndarray, *, seed: int = 0) -> list[Candidate]:
@@ -235,5 +229,5 @@ def vit_candidates(base: Path, trained: Mapping[str, Path], tiles: np.ndarray, *
     for arch, size in geometry:
         record = {"trained": False, "arch": arch, "input_size": size}
         out.append(Candidate(f"untrained-{arch}-{size}px", "untrained", record,
-                             lambda a=arch, r=record: _embed_bank(create_vit(a, seed=seed), r, tiles)))
+                             lambda a=arch, r=record: embed_bank_tiles(create_vit(a, seed=seed), r, tiles)))
     return out

@@ -148,6 +148,12 @@ def embed_heldout(model, record: dict, bank: TileBank, *, or_train: int = 0, bat
     if not mask.any() and or_train:
         mask = np.zeros(len(bank), bool)
         mask[np.linspace(0, len(bank) - 1, min(or_train, len(bank))).astype(int)] = True
-    tiles = bank.subset(mask).array()
+    return embed_bank_tiles(model, record, bank.subset(mask).array(), batch=batch)
+
+
+def embed_bank_tiles(model, record: dict, tiles: np.ndarray, *, batch: int = 256) -> np.ndarray:
+    """Embeddings of ``tiles`` (a bank's array or memmap, streamed ``batch`` at a time: bounded
+    memory), resized to the checkpoint ``record``'s input size."""
     size = input_size_of(record, tiles.shape[-1])
-    return embed_tiles(model, (resize_tiles(tiles[i:i + batch], size) for i in range(0, len(tiles), batch)))
+    return embed_tiles(model, (resize_tiles(np.asarray(tiles[i:i + batch]), size)
+                               for i in range(0, len(tiles), batch)))

@@ -1,4 +1,4 @@
-"""Analysis assets, partitioned by dose × timepoint."""
+"""Profiling assets (SPEC §4.4): raw well profiles per dose × timepoint, in the cytomining convention."""
 
 
 import dagster as dg
