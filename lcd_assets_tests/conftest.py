@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -79,3 +80,13 @@ def run_job(defs, name, instance, partition_key=None, tags=None):
     return defs.resolve_job_def(name).execute_in_process(
         instance=instance, partition_key=partition_key, tags=tags, raise_on_error=False
     )
+
+
+def phenix_fixtures() -> Path:
+    """The real Opera Phenix exports of ``shared/fixtures/phenix`` (``LCD_SHARED`` overrides where
+    ``shared/`` is; by default it sits beside the repository)."""
+    shared = os.environ.get("LCD_SHARED")
+    base = Path(shared) if shared else Path(__file__).resolve().parents[1].parent / "shared"
+    path = base / "fixtures" / "phenix"
+    assert path.is_dir(), f"Phenix fixtures not found at {path} (set LCD_SHARED to the shared/ folder)"
+    return path

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -13,17 +12,10 @@ import pytest
 from lcd_core.io.describe import MAX_LISTED, _ints, describe, format_text
 from lcd_core.io.phenix import Channel, read_index
 from lcd_core.synth.phenix_writer import ImageRecord, write_measurement
+from lcd_assets_tests.conftest import phenix_fixtures
 
 
-def _fixtures() -> Path:
-    shared = os.environ.get("LCD_SHARED")
-    base = Path(shared) if shared else Path(__file__).resolve().parents[1].parent / "shared"
-    path = base / "fixtures" / "phenix"
-    assert path.is_dir(), f"Phenix fixtures not found at {path} (set LCD_SHARED to the shared/ folder)"
-    return path
-
-
-FIXTURES = _fixtures()
+FIXTURES = phenix_fixtures()
 
 
 def test_describe_v5() -> None:

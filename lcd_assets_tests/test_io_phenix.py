@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -12,17 +11,10 @@ import polars as pl
 import pytest
 
 from lcd_core.io.phenix import IMAGES_SCHEMA, PhenixError, find_index, read_index
+from lcd_assets_tests.conftest import phenix_fixtures
 
 
-def _fixtures() -> Path:
-    shared = os.environ.get("LCD_SHARED")
-    base = Path(shared) if shared else Path(__file__).resolve().parents[1].parent / "shared"
-    path = base / "fixtures" / "phenix"
-    assert path.is_dir(), f"Phenix fixtures not found at {path} (set LCD_SHARED to the shared/ folder)"
-    return path
-
-
-FIXTURES = _fixtures()
+FIXTURES = phenix_fixtures()
 V5 = FIXTURES / "harmony-v5"
 V7 = FIXTURES / "harmony-v7"
 V5_BF = V5 / "r01c01f01p01-ch2sk1fk1fl1.tiff"

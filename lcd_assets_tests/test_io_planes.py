@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -12,18 +11,11 @@ import tifffile
 
 from lcd_core.io.phenix import PhenixError, read_index
 from lcd_core.io.planes import read_plane, read_stack
+from lcd_assets_tests.conftest import phenix_fixtures
 
 
-def _fixtures() -> Path:
-    shared = os.environ.get("LCD_SHARED")
-    base = Path(shared) if shared else Path(__file__).resolve().parents[1].parent / "shared"
-    path = base / "fixtures" / "phenix"
-    assert path.is_dir(), f"Phenix fixtures not found at {path} (set LCD_SHARED to the shared/ folder)"
-    return path
-
-
-V5 = _fixtures() / "harmony-v5"
-V7 = _fixtures() / "harmony-v7"
+V5 = phenix_fixtures() / "harmony-v5"
+V7 = phenix_fixtures() / "harmony-v7"
 V5_BF = V5 / "r01c01f01p01-ch2sk1fk1fl1.tiff"
 
 

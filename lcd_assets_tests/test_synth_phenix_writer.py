@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -15,17 +14,10 @@ import tifffile
 from lcd_core.io.phenix import Channel, Measurement, PhenixError, read_index
 from lcd_core.io.planes import read_stack
 from lcd_core.synth.phenix_writer import ImageRecord, write_measurement
+from lcd_assets_tests.conftest import phenix_fixtures
 
 
-def _fixtures() -> Path:
-    shared = os.environ.get("LCD_SHARED")
-    base = Path(shared) if shared else Path(__file__).resolve().parents[1].parent / "shared"
-    path = base / "fixtures" / "phenix"
-    assert path.is_dir(), f"Phenix fixtures not found at {path} (set LCD_SHARED to the shared/ folder)"
-    return path
-
-
-V5 = _fixtures() / "harmony-v5"
+V5 = phenix_fixtures() / "harmony-v5"
 TZ = timezone(timedelta(hours=-4))
 
 

@@ -2,7 +2,7 @@
 
 No segmentation labels exist for brightfield screens, and the network must not see the screen it
 will measure. The annotation set is therefore rendered by the synthetic generator's own image
-formation (:func:`lcd_core.synth.screen.render_planes`) from populations whose morphology knobs are
+formation (:func:`lcd_core.synth.fov.render_planes`) from populations whose morphology knobs are
 drawn independently from broad ranges (:func:`random_phenotype`): no MoA program, no compound;
 a quarter of the FOVs are drawn in the large-cell regime, the hard case of long rays.
 Each FOV is preprocessed like a tile (:func:`lcd_core.tiles.preprocess.preprocess_stack`); each live nucleus
