@@ -180,3 +180,74 @@ def segmentation_overlay(planes: np.ndarray, centres: np.ndarray, rays: np.ndarr
     ax.set_axis_off()
     ax.set_title(title, fontsize=9)
     return _png(fig)
+
+
+def sensitivity_figure(table: pl.DataFrame) -> bytes:
+    """Fraction of compounds called active per dose, one line per readout, one panel per timepoint,
+    with the table's intervals (the ``kind == "readout"`` rows of
+    :func:`lcd_core.pipeline.sensitivity.sensitivity_comparison`; its "all" rows are left out)."""
+    rows = table.filter((pl.col("kind") == "readout") & (pl.col("dose") != "all"))
+    doses = rows["dose"].unique(maintain_order=True).to_list()
+    tps = sorted(rows["timepoint"].unique().to_list())
+    fig, axes = plt.subplots(1, max(1, len(tps)), figsize=(1.5 + 2.6 * max(1, len(tps)), 3.2),
+                             sharey=True, squeeze=False)
+    x = {d: i for i, d in enumerate(doses)}
+    for ax, tp in zip(axes[0], tps):
+        for k, (name, g) in enumerate(rows.filter(pl.col("timepoint") == tp).group_by("readout", maintain_order=True)):
+            f, lo, hi = (g[c].cast(pl.Float64).fill_null(np.nan).to_numpy()
+                         for c in ("fraction_active", "fraction_ci_low", "fraction_ci_high"))
+            xs = np.array([x[d] for d in g["dose"]]) + (k - 1) * 0.06
+            ax.errorbar(xs, f, yerr=[np.clip(f - lo, 0, None), np.clip(hi - f, 0, None)], marker="o", ms=4,
+                        capsize=2, lw=1.2, label=name[0])
+        ax.set_title(tp, fontsize=9)
+        ax.set_xticks(range(len(doses)), doses, fontsize=7)
+        ax.set_xlabel("dose")
+        ax.set_ylim(-0.02, 1.02)
+    axes[0][0].set_ylabel("fraction of compounds active")
+    axes[0][0].legend(fontsize=7)
+    return _png(fig)
+
+
+def attention_figure(tiles: np.ndarray, maps: np.ndarray, titles: list[str]) -> bytes:
+    """Last-layer CLS attention over each tile: one row per tile, the tile, the mean over heads,
+    then each head (``maps``: ``(n, heads, T, T)`` from
+    :func:`lcd_core.embedding.attention.attention_maps`; ``tiles``: ``(n, 3, T, T)`` in [0, 1])."""
+    tiles, maps = np.asarray(tiles, np.float32), np.asarray(maps, np.float32)
+    if maps.ndim != 4 or tiles.ndim != 4 or len(tiles) != len(maps) or len(titles) != len(tiles):
+        raise ValueError(f"need (n, 3, T, T) tiles, (n, heads, T, T) maps and n titles; got {tiles.shape}, "
+                         f"{maps.shape}, {len(titles)} titles")
+    n, heads = maps.shape[:2]
+    fig, axes = plt.subplots(n, heads + 2, figsize=(1.6 * (heads + 2), 1.7 * n), squeeze=False)
+    for i in range(n):
+        grey = tiles[i, tiles.shape[1] // 2]
+        panels = [("tile", None), ("mean", maps[i].mean(0))] + [(f"head {h}", maps[i, h]) for h in range(heads)]
+        for ax, (name, m) in zip(axes[i], panels):
+            ax.imshow(grey, cmap="gray", vmin=0, vmax=1)
+            if m is not None:
+                ax.imshow(m, cmap="inferno", alpha=0.6, vmin=float(m.min()), vmax=float(m.max()))
+            ax.set_axis_off()
+            ax.set_title(f"{titles[i]}: {name}" if name == "tile" else name, fontsize=7)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def nuclei_overlay(planes: np.ndarray, nuclei, max_px: int = 512) -> bytes:
+    """Detected nuclei of one FOV: their outlines (and centres) over the in-focus plane (the middle
+    plane of a stack, the only one of a single-plane export); the top-left ``max_px`` square of a
+    larger FOV. ``nuclei``: a :class:`lcd_core.nuclei.objects.Nuclei`."""
+    from skimage.segmentation import find_boundaries
+
+    plane = np.asarray(planes, np.float32)
+    plane = plane[plane.shape[0] // 2] if plane.ndim == 3 else plane
+    crop = (slice(0, max_px), slice(0, max_px))
+    img, labels = plane[crop], nuclei.labels[crop]
+    lo, hi = np.percentile(img, [1, 99.5]) if img.size else (0.0, 1.0)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.imshow(np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1), cmap="gray")
+    edges = np.ma.masked_where(~find_boundaries(labels, mode="inner"), np.ones_like(labels))
+    ax.imshow(edges, cmap="autumn", interpolation="nearest", alpha=0.9)
+    inside = (nuclei.centres[:, 0] < img.shape[1]) & (nuclei.centres[:, 1] < img.shape[0])
+    ax.plot(nuclei.centres[inside, 0], nuclei.centres[inside, 1], "c+", ms=4)
+    ax.set_axis_off()
+    ax.set_title(f"{nuclei.n} nuclei, confluency {nuclei.confluency:.2f}", fontsize=9)
+    return _png(fig)
