@@ -7,6 +7,7 @@
 ``lcd ui``            the Dagster UI on 127.0.0.1
 ``lcd sql QUERY``     a query against the warehouse
 ``lcd export``        profiles in the cytomining convention (Metadata_* + features)
+``lcd nuclei PATH``   nuclei counts, centres and confluency per field, from brightfield
 """
 
 from __future__ import annotations
@@ -141,6 +142,45 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _write_labels(path: Path, labels) -> None:
+    """One label TIFF (uint16 if it fits, else int32), written to a temporary file then renamed."""
+    import numpy as np
+    import tifffile
+
+    dtype = np.uint16 if int(labels.max(initial=0)) <= np.iinfo(np.uint16).max else np.int32
+    tmp = path.with_name(f".{path.name}.tmp")
+    tifffile.imwrite(tmp, labels.astype(dtype), compression="zlib")
+    os.replace(tmp, path)
+
+
+def cmd_nuclei(args) -> int:
+    from lcd_core.io.phenix import PhenixError
+    from lcd_core.nuclei.measurement import detect_measurement
+
+    masks = Path(args.masks) if args.masks else None
+    if masks is not None:
+        masks.mkdir(parents=True, exist_ok=True)
+    try:
+        fovs = list(detect_measurement(Path(args.path), method=args.method))
+    except (PhenixError, FileNotFoundError, ValueError) as exc:
+        print(f"lcd nuclei: {exc}", file=sys.stderr)
+        return 2
+    several_t = len({f.timepoint for f in fovs}) > 1
+    for f in fovs:
+        if masks is not None:
+            name = f"{f.well}_f{f.field}" + (f"_t{f.timepoint}" if several_t else "") + ".tiff"
+            _write_labels(masks / name, f.nuclei.labels)
+    if args.json:
+        print(json.dumps({"fovs": [f.to_json() for f in fovs]}))
+        return 0
+    print(f"{'well':<6}{'field':>6}{'timepoint':>10}{'n_nuclei':>10}{'confluency':>12}  centres (x, y) px")
+    for f in fovs:
+        centres = " ".join(f"({x:.0f},{y:.0f})" for x, y in f.nuclei.centres[:8])
+        more = f" … +{f.nuclei.n - 8}" if f.nuclei.n > 8 else ""
+        print(f"{f.well:<6}{f.field:>6}{f.timepoint:>10}{f.nuclei.n:>10}{f.nuclei.confluency:>12.3f}  {centres}{more}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lcd", description="Live Cell Dynamics platform")
     p.add_argument("--home", help="LCD_HOME (default: $LCD_HOME or ~/.lcd)")
@@ -187,6 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dose")
     s.add_argument("--timepoint")
     s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("nuclei", help="nuclei and confluency per field of a measurement, from brightfield")
+    s.add_argument("path", help="measurement folder (or its index file)")
+    s.add_argument("--json", action="store_true", help='print {"fovs": [...]} with every centre')
+    s.add_argument("--method", default="brightfield", help="detector: brightfield (default) or patches")
+    s.add_argument("--masks", metavar="DIR", help="write one label TIFF per field: <well>_f<field>[_t<tp>].tiff")
+    s.set_defaults(func=cmd_nuclei)
 
     s = sub.add_parser("sql", help="query the DuckDB warehouse")
     s.add_argument("query")
