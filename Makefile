@@ -23,7 +23,7 @@ demo: install
 	$(VENV)/bin/lcd demo
 
 test: install
-	$(PY) -m pytest -q -n 2 --durations=15
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15
 
 pretrain: install
 	$(VENV)/bin/lcd pretrain

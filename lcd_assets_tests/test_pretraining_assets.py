@@ -31,9 +31,9 @@ def _defs(home, **pretraining):
 
 
 @pytest.fixture(scope="module")
-def pretrained(small_screen, segmentation_dir, tmp_path_factory):
-    home = new_home(tmp_path_factory.mktemp("pretraining_home"), small_screen, segmentation_dir)
-    defs = _defs(home, steps=3)
+def pretrained(small_screen, tmp_path_factory):
+    home = new_home(tmp_path_factory.mktemp("pretraining_home"), small_screen)
+    defs = _defs(home, steps=3, n_draws=100)  # the chain's draws, fewer: the measure's plumbing is under test
     with dg.instance_for_test() as instance:
         add_partitions(instance, PLATES, [TP])
         assert run_job(defs, "setup", instance).success

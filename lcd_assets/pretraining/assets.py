@@ -174,7 +174,7 @@ def ssl_ablation(context: dg.AssetExecutionContext, lcd: LcdHome, embedding: Emb
         raise FileNotFoundError("no ssl-<variant> checkpoint in the models folder: materialize ssl_checkpoint first")
     truth_path = lcd.truth_dir / "conditions.parquet"
     truth = pl.read_parquet(truth_path) if truth_path.exists() else None
-    settings = ChainSettings(seed=pretraining.seed)
+    settings = ChainSettings(n_draws=pretraining.n_draws, seed=pretraining.seed)
     candidates = [*ablation_steps.vit_candidates(lcd.models_dir / embedding.checkpoint, trained, bank.tiles,
                                                  seed=pretraining.seed),
                   ablation_steps.handcrafted_candidate(bank.tiles)]
