@@ -5,12 +5,14 @@ from __future__ import annotations
 import dagster as dg
 
 from lcd_assets.acquisition import assets as acquisition
+from lcd_assets.attention import assets as attention
 from lcd_assets.acquisition.sensors import inbox_sensor_factory
 from lcd_assets.profiling import activity
 from lcd_assets.profiling import profiles as analysis
 from lcd_assets.handcrafted import assets as handcrafted
 from lcd_assets.models import assets as models
 from lcd_assets.moa import assets as moa
+from lcd_assets.nuclei import assets as nuclei
 from lcd_assets.partitions import condition_partitions, measurement_partitions
 from lcd_assets.pretraining import assets as pretraining
 from lcd_assets.registry import assets as registry
@@ -22,31 +24,46 @@ ACQUISITION_ASSETS = [
     acquisition.kept_tile_pass,  # tile_embeddings, fov_features, cell_features: one decode of the kept tiles
     acquisition.fov_embeddings,
     acquisition.well_embeddings,
+    nuclei.fov_nuclei,
 ]
+#: the main job's acquisition: everything but the optional network segmentation (``cell_features``)
+MAIN_ACQUISITION = (dg.AssetSelection.assets(*ACQUISITION_ASSETS)
+                    - dg.AssetSelection.assets(acquisition.CELL_FEATURES))
 
 setup_job = dg.define_asset_job(
     "setup",
-    selection=dg.AssetSelection.assets(registry.plate_registry, models.model_checkpoint, models.segmentation_model),
-    description=(
-        "Load and validate the plate maps and run registry; write the ViT checkpoint; train the cell "
-        "segmentation network (reused when trained with the same settings)."
-    ),
+    selection=dg.AssetSelection.assets(registry.plate_registry, models.model_checkpoint),
+    description="Load and validate the plate maps and run registry; write the ViT checkpoint. Nothing is trained.",
 )
 acquisition_job = dg.define_asset_job(
     "acquisition",
-    selection=dg.AssetSelection.assets(*ACQUISITION_ASSETS),
+    selection=MAIN_ACQUISITION,
     partitions_def=measurement_partitions,
     description=(
         "One measurement (plate × timepoint): image index → tiles → embeddings → FOV/well profiles, "
-        "and the handcrafted baseline's FOV features and segmented cells."
+        "the handcrafted baseline's FOV features, and the unsupervised nuclei and confluency per FOV."
     ),
+)
+segmentation_training_job = dg.define_asset_job(
+    "segmentation_training",
+    selection=dg.AssetSelection.assets(models.segmentation_model),
+    description=("Optional: train the RayNet cell segmentation network on annotated renders of the synthetic "
+                 "generator (its outputs are labelled as trained on synthetic annotations)."),
+)
+cell_segmentation_job = dg.define_asset_job(
+    "cell_segmentation",
+    selection=dg.AssetSelection.assets(acquisition.CELL_FEATURES),
+    partitions_def=measurement_partitions,
+    description=("Optional, after segmentation_training: the RayNet segmentation of one measurement's kept tiles "
+                 "(`cell_features`, `segmented_cells`; trained on synthetic annotations)."),
 )
 ANALYSIS_ASSETS = [
     analysis.condition_profiles, activity.normalized_profiles, activity.activity, moa.moa_probes,
 ]
 SCREEN_ASSETS = [
     activity.activity_sensitivity, activity.normalization_comparison, moa.moa_predictions,
-    moa.moa_metrics, handcrafted.handcrafted_baseline,
+    moa.moa_metrics, handcrafted.handcrafted_baseline, nuclei.cell_count_activity, nuclei.sensitivity_comparison,
+    attention.attention_maps,
 ]
 
 analysis_job = dg.define_asset_job(
@@ -91,7 +108,8 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
             registry.plate_registry, models.model_checkpoint, models.segmentation_model, *ACQUISITION_ASSETS,
             *ANALYSIS_ASSETS, *SCREEN_ASSETS, *PRETRAINING_ASSETS,
         ],
-        jobs=[setup_job, acquisition_job, analysis_job, screen_job, tile_bank_job, pretraining_job, ablation_job],
+        jobs=[setup_job, acquisition_job, analysis_job, screen_job, tile_bank_job, pretraining_job, ablation_job,
+              segmentation_training_job, cell_segmentation_job],
         sensors=[
             inbox_sensor_factory(acquisition_job),
             dg.AutomationConditionSensorDefinition(

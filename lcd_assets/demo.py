@@ -145,7 +145,7 @@ def run_demo(
         _run_job(defs, instance, result, log, job_name, partition_key, tags)
 
     with _timed(result, "setup"):
-        log("setup: plate maps, ViT checkpoint, cell segmentation network (trained once, 11 to 18 min on 2 CPU cores)")
+        log("setup: plate maps, ViT checkpoint (nothing is trained)")
         run("setup")
     with _timed(result, "acquisition"):
         for i, m in enumerate(sorted(measurements, key=lambda m: (m.timepoint, m.plate)), 1):
@@ -268,7 +268,7 @@ def science_summary(home: Path) -> list[str]:
     truth = truth if truth.exists() else None
     return [*_activity_lines(wh, tables, truth), *_normalization_lines(wh, tables), *_moa_lines(wh, tables),
             *_handcrafted_activity_lines(wh, tables, truth), *_polypharmacology_lines(wh, tables),
-            *_segmentation_lines(home)]
+            *_nuclei_lines(wh, tables), *_sensitivity_lines(wh, tables), *_segmentation_lines(home)]
 
 
 def _vs_truth(wh: Warehouse, table: str, truth: Path) -> dict:
@@ -343,12 +343,35 @@ def _polypharmacology_lines(wh: Warehouse, tables: set[str]) -> list[str]:
     return lines
 
 
+def _nuclei_lines(wh: Warehouse, tables: set[str]) -> list[str]:
+    if "fov_nuclei" not in tables:
+        return []
+    n = wh.query("SELECT count(*) AS fovs, sum(n_nuclei) AS nuclei, median(n_nuclei) AS med, "
+                 "median(confluency) AS conf, any_value(method) AS method FROM fov_nuclei").row(0, named=True)
+    lines = [f"nuclei ({n['method']}, unsupervised): {n['nuclei']} in {n['fovs']} FOVs, median {n['med']:.0f} per FOV, "
+             f"median confluency {n['conf']:.2f}"]
+    if "nuclei_inhibition" in tables:
+        r = wh.query("SELECT corr(count_inhibition, confluency_inhibition) AS r FROM nuclei_inhibition")["r"][0]
+        lines.append(f"% inhibition: confluency vs count r = {r:.2f} over conditions (paper: 0.83)")
+    return lines
+
+
+def _sensitivity_lines(wh: Warehouse, tables: set[str]) -> list[str]:
+    if "sensitivity_comparison" not in tables:
+        return []
+    rows = wh.query("SELECT readout, n_compounds, n_active, fraction_active, true_calls, false_calls, auroc "
+                    "FROM sensitivity_comparison WHERE kind = 'readout' AND dose = 'all'")
+    return [f"called active: {r:40s} {a}/{n} ({f:.2f})" + (f", {t} true, {fa} false, AUROC {au:.3f}"
+                                                           if au is not None else "")
+            for r, n, a, f, t, fa, au in rows.iter_rows()]
+
+
 def _segmentation_lines(home: Path) -> list[str]:
     record = home / "models" / CELL_SEGMENTATION_MODEL / "raynet.json"
     if not record.exists():
         return []
     v = json.loads(record.read_text())["validation"]
-    return [f"cell segmentation on {v['fovs']} fresh annotated FOVs: nucleus recall {v['recall']:.2f}, "
+    return [f"cell segmentation (RayNet, trained on synthetic annotations) on {v['fovs']} fresh annotated FOVs: nucleus recall {v['recall']:.2f}, "
             f"precision {v['precision']:.2f}; per cell r (log area, log elongation) "
             f"{v['cell_log_area_r']:.2f}, {v['cell_log_elongation_r']:.2f}; per FOV r "
             f"{v['fov_log_area_r']:.2f}, {v['fov_log_elongation_r']:.2f}"]

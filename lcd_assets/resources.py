@@ -164,13 +164,23 @@ class EmbeddingSettings(dg.ConfigurableResource):
     dtype: str = "auto"
 
 
+class NucleiSettings(dg.ConfigurableResource):
+    """How ``fov_nuclei`` finds nuclei: ``method`` is a name of
+    :data:`lcd_core.nuclei.measurement.METHODS` (``brightfield``: training-free, the default;
+    ``patches``: objects in the ViT's patch features)."""
+
+    method: str = "brightfield"
+
+
 class PretrainingSettings(dg.ConfigurableResource):
     """How the ``ssl_checkpoint`` partitions train (one per ablation variant).
 
     ``preset``: ``cpu`` (the bounded CPU recipe of :func:`lcd_core.ssl.config.cpu_default`, see
     :data:`CPU_PRETRAINING`) or ``gpu`` (the paper-scale recipe). ``steps``: optimizer steps of the
     run (0: the preset's); the schedules are laid over exactly these steps. ``time_budget_s``
-    stops a call early (0: none); a later materialization resumes where it stopped.
+    stops a call early (0: none); a later materialization resumes where it stopped. ``n_draws``:
+    null draws of the ablation's screen-activity measure (the chain's 1,000 by default; tests use
+    fewer).
     """
 
     preset: str = "cpu"
@@ -179,6 +189,7 @@ class PretrainingSettings(dg.ConfigurableResource):
     num_threads: int = 0
     device: str = "auto"
     seed: int = 0
+    n_draws: int = 1000
 
 
 def resources_for_env(env: str | None = None, home: Path | None = None) -> dict:
@@ -196,6 +207,7 @@ def resources_for_env(env: str | None = None, home: Path | None = None) -> dict:
         "lcd": LcdHome(home=str(home)),
         "tiling": TilingSettings(),
         "embedding": embedding,
+        "nuclei": NucleiSettings(),
         "pretraining": PretrainingSettings(preset="gpu" if env == "gpu" else "cpu"),
         "segmentation": SegmentationSettings(),
     }

@@ -29,8 +29,8 @@ def small_screen(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def segmentation_dir(tmp_path_factory) -> Path:
-    """The :data:`TEST_SEGMENTATION` network, trained once; the ``segmentation_model`` asset of
-    every test home finds it with the same settings and reuses it."""
+    """The :data:`TEST_SEGMENTATION` network, trained once for the tests of the optional
+    segmentation path; the ``segmentation_model`` asset of a home holding it reuses it."""
     from lcd_core.cells import save_raynet
     from lcd_core.cells.train import fit_segmentation
 
@@ -38,12 +38,13 @@ def segmentation_dir(tmp_path_factory) -> Path:
     return save_raynet(net, tmp_path_factory.mktemp("segmentation") / CELL_SEGMENTATION_MODEL, record).parent
 
 
-def new_home(home: Path, small_screen: Path, segmentation_dir: Path) -> Path:
-    """``home`` as an LCD_HOME: a private copy of the small screen and the session's cell
-    segmentation network."""
+def new_home(home: Path, small_screen: Path, segmentation_dir: Path | None = None) -> Path:
+    """``home`` as an LCD_HOME: a private copy of the small screen and, for the tests of the
+    optional segmentation path, the session's cell segmentation network."""
     for sub in ("inbox", "metadata", "truth"):
         shutil.copytree(small_screen / sub, home / sub)
-    shutil.copytree(segmentation_dir, home / "models" / CELL_SEGMENTATION_MODEL)
+    if segmentation_dir is not None:
+        shutil.copytree(segmentation_dir, home / "models" / CELL_SEGMENTATION_MODEL)
     return home
 
 
@@ -53,8 +54,14 @@ def local_resources(home: Path) -> dict:
 
 
 @pytest.fixture
-def lcd_home(small_screen, segmentation_dir, tmp_path) -> Path:
+def lcd_home(small_screen, tmp_path) -> Path:
     """A fresh LCD_HOME (tests may damage it)."""
+    return new_home(tmp_path / "lcd_home", small_screen)
+
+
+@pytest.fixture
+def segmented_home(small_screen, segmentation_dir, tmp_path) -> Path:
+    """A fresh LCD_HOME holding the tests' segmentation network (the optional RayNet path)."""
     return new_home(tmp_path / "lcd_home", small_screen, segmentation_dir)
 
 

@@ -184,10 +184,27 @@ def test_condition_profiles_gather_the_plates_of_a_dose(defs, instance, lcd_home
     assert profiles.height == wells.height
 
 
-def test_cell_segmentation_rows_per_fov_and_per_nucleus(ingested, lcd_home):
+def test_main_job_trains_nothing_and_segments_nothing(ingested, lcd_home):
+    """The main job's setup trains no network and its acquisition writes no RayNet output."""
+    assert not (lcd_home / "models" / "cellseg-raynet").exists()
+    done = {m.asset_key.to_user_string() for m in ingested.get_asset_materialization_events()}
+    assert "cell_features" not in done and "segmentation_model" not in done
+    assert "cell_features" not in Warehouse(lcd_home).tables()
+
+
+def test_cell_segmentation_rows_per_fov_and_per_nucleus(segmented_home, instance):
+    from lcd_assets.definitions import build_definitions
+    from lcd_assets_tests.conftest import local_resources
     from lcd_core.cells import CELL_FEATURE_NAMES, N_RAYS
 
-    wh = Warehouse(lcd_home)
+    defs = build_definitions(local_resources(segmented_home))
+    add_partitions(instance, [PLATE], [TP])
+    for job in ("setup", "segmentation_training"):
+        assert run_job(defs, job, instance).success
+    assert run_job(defs, "acquisition", instance, measurement_key(PLATE, TP)).success
+    segmented = run_job(defs, "cell_segmentation", instance, measurement_key(PLATE, TP))
+    assert segmented.success
+    wh = Warehouse(segmented_home)
     kept_fovs = wh.query("SELECT count(DISTINCT (well, field)) AS n FROM tiles WHERE kept")["n"][0]
     feats = wh.read_parquet_partition("cell_features", {"plate": PLATE, "timepoint": TP})
     assert feats.height == kept_fovs
@@ -198,7 +215,7 @@ def test_cell_segmentation_rows_per_fov_and_per_nucleus(ingested, lcd_home):
     assert (cells["live_prob"] >= 0.5).all() and len(cells["rays"][0]) == N_RAYS
     assert set(cells["tile_id"]) <= set(wh.query("SELECT tile_id FROM tiles WHERE kept")["tile_id"])
     meta = {m.asset_key.to_user_string(): m.materialization.metadata
-            for m in ingested.get_asset_materialization_events()}["cell_features"]
+            for m in segmented.get_asset_materialization_events()}["cell_features"]
     assert meta["nuclei"].value == cells.height and meta["fovs"].value == kept_fovs
 
 
@@ -218,3 +235,23 @@ def test_cell_features_need_the_segmentation_model(defs, instance, lcd_home):
     assert not res.success
     err = str(next(e for e in res.all_events if e.is_step_failure).step_failure_data.error)
     assert "raynet.pt" in err and "segmentation_model" in err
+
+
+def test_nuclei_per_fov_without_training(ingested, lcd_home):
+    wh = Warehouse(lcd_home)
+    fovs = wh.query("SELECT * FROM fov_nuclei")
+    assert fovs.height == 40 and set(fovs["method"]) == {"brightfield"}  # every FOV, kept or not
+    assert {"plate", "well", "field", "compound", "dose", "role", "n_nuclei", "confluency"} <= set(fovs.columns)
+    assert fovs["confluency"].is_between(0, 1).all() and fovs["n_nuclei"].sum() > 0
+    nuclei = wh.read_parquet_partition("nuclei", {"plate": PLATE, "timepoint": TP})
+    per_fov = nuclei.group_by("well", pl.col("field").cast(pl.Int64)).len()
+    joined = fovs.select("well", pl.col("field").cast(pl.Int64), "n_nuclei").join(per_fov, on=["well", "field"])
+    assert (joined["n_nuclei"] == joined["len"]).all()
+    assert nuclei["x"].is_between(0, 224).all() and (nuclei["area_um2"] > 0).all()
+    mats = {m.asset_key.to_user_string(): m.materialization.metadata for m in ingested.get_asset_materialization_events()}
+    assert "data:image/png;base64," in mats["fov_nuclei"]["overlay"].value
+    assert mats["fov_nuclei"]["pixel_um"].value == pytest.approx(0.598, abs=1e-3)  # from the index
+    checks = {e.check_name: e for e in ingested.get_asset_check_evaluations() if e.asset_key.path == ["fov_nuclei"]}
+    truth = checks["count_vs_truth"].metadata
+    assert truth["count_r"].value > 0.8 and truth["median_iou"].value > 0.4  # the generator's live nuclei
+    assert "max plausible count" in checks["counts_plausible"].description

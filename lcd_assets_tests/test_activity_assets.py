@@ -18,14 +18,17 @@ TP = "04h"
 
 @pytest.fixture(scope="module")
 def analysed(small_screen, segmentation_dir, tmp_path_factory):
-    """Every plate at 4 h ingested, then activity for 10 µM and the screen summary."""
+    """Every plate at 4 h ingested (with the optional RayNet segmentation, for its labelled rows),
+    then activity for 10 µM and the screen summary."""
     home = new_home(tmp_path_factory.mktemp("activity_home"), small_screen, segmentation_dir)
     defs = build_definitions(local_resources(home))
     with dg.instance_for_test() as instance:
         add_partitions(instance, PLATES, [TP], ["0.625uM", "10uM"])
         assert run_job(defs, "setup", instance).success
+        assert run_job(defs, "segmentation_training", instance).success
         for plate in PLATES:
             assert run_job(defs, "acquisition", instance, measurement_key(plate, TP)).success
+            assert run_job(defs, "cell_segmentation", instance, measurement_key(plate, TP)).success
         analysis = run_job(defs, "analysis", instance, condition_key("10uM", TP))
         summary = run_job(defs, "screen_summary", instance)
         yield home, defs, instance, analysis, summary
@@ -118,7 +121,8 @@ def test_moa_assets_predict_every_compound_and_score_them(analysed):
 
 
 def test_handcrafted_baseline_runs_the_same_steps_and_is_compared_with_the_vit(analysed):
-    from lcd_core.pipeline.baseline import CELL_SEGMENTATION, HANDCRAFTED_SPHERIZED, TRUTH_MORPHOLOGY
+    from lcd_core.pipeline.baseline import (CELL_SEGMENTATION, HANDCRAFTED_SPHERIZED, HANDCRAFTED_WITH_CELLS,
+                                            TRUTH_MORPHOLOGY)
     from lcd_core.cells import CELL_FEATURE_NAMES
     from lcd_core.handcrafted.features import FEATURE_NAMES
 
@@ -134,13 +138,13 @@ def test_handcrafted_baseline_runs_the_same_steps_and_is_compared_with_the_vit(a
     assert preds["compound"].n_unique() == 12
     comp = wh.query("SELECT * FROM moa_feature_comparison")
     assert set(comp["features"]) == {"handcrafted", HANDCRAFTED_SPHERIZED, "ViT untrained-vit-s16-seed0",
-                                     CELL_SEGMENTATION, TRUTH_MORPHOLOGY}
+                                     HANDCRAFTED_WITH_CELLS, CELL_SEGMENTATION, TRUTH_MORPHOLOGY}
     cells = wh.query("SELECT * FROM cell_features")
     assert cells.height == fovs.height and np.isfinite(cells.select(CELL_FEATURE_NAMES).to_numpy()).all()
     # both polypharmacology readings of every feature set, scored against the planted compounds
     poly = wh.query("SELECT * FROM polypharmacology_vs_truth")
     assert set(poly["features"]) == set(comp["features"])
-    assert set(poly["flag"]) == {"stable_top2", "stable_residual"} and poly.height == 10
+    assert set(poly["flag"]) == {"stable_top2", "stable_residual"} and poly.height == 2 * comp["features"].n_unique()
     planted = wh.query("SELECT DISTINCT compound FROM moa_predictions").join(
         pl.read_parquet(home / "truth" / "compounds.parquet").filter(pl.col("moa_secondary") != ""), on="compound")
     assert set(poly["planted"]) == {planted.height}
@@ -180,3 +184,37 @@ def test_handcrafted_profiles_join_the_cell_features_only_when_every_fov_has_the
     finally:
         wh.write_parquet_partition("cell_features", part, saved)
         wh.refresh_views(["cell_features"])
+
+
+def test_cell_count_baseline_and_the_sensitivity_comparison(analysed):
+    home, _, _, _, summary = analysed
+    wh = Warehouse(home)
+    count = wh.query("SELECT * FROM cell_count_activity")
+    assert count.height > 0 and "DMSO" not in set(count["compound"])
+    assert (count["ci_low"] <= count["median_z"]).all() and (count["median_z"] <= count["ci_high"]).all()
+    assert (count["active"] == (count["ci_high"] < 0)).all()
+    inhibition = wh.query("SELECT * FROM nuclei_inhibition")
+    assert {"count_inhibition", "confluency_inhibition"} <= set(inhibition.columns)
+    table = wh.query("SELECT * FROM sensitivity_comparison")
+    readouts = set(table.filter(pl.col("kind") == "readout")["readout"])
+    assert {"mAP-ES (model)", "mAP-ES (handcrafted)", "cell count"} <= readouts
+    assert any(r.startswith("copairs") for r in readouts)
+    overall = table.filter((pl.col("dose") == "all") & (pl.col("kind") == "readout"))
+    assert overall["auroc"].is_not_null().all()  # a synthetic screen: every readout against the truth
+    assert (overall["fraction_ci_low"] <= overall["fraction_active"]).all()
+    assert "mAP-ES (model) − cell count" in set(table["readout"])
+    meta = {m.asset_key.to_user_string(): m.materialization.metadata
+            for m in summary.get_asset_materialization_events()}
+    assert "data:image/png;base64," in meta["sensitivity_comparison"]["figure"].value
+    assert wh.query("SELECT count(*) AS n FROM copairs_activity")["n"][0] > 0
+
+
+def test_attention_maps_of_active_compounds_and_dmso(analysed):
+    home, _, _, _, summary = analysed
+    meta = {m.asset_key.to_user_string(): m.materialization.metadata
+            for m in summary.get_asset_materialization_events()}["attention_maps"]
+    active = Warehouse(home).query("SELECT DISTINCT compound FROM activity WHERE active")["compound"].to_list()
+    assert meta["panels"].value == len(active) + (1 if active else 0)  # one per compound, DMSO at 4 h
+    shown = [k for k in meta if k.startswith("attention_")]
+    assert all("data:image/png;base64," in meta[k].value for k in shown)
+    assert len(list((home / "previews" / "attention").glob("*.png"))) == meta["panels"].value

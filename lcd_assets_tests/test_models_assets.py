@@ -1,4 +1,4 @@
-"""The model assets: the cell segmentation network is trained, validated, reused."""
+"""The model assets: the optional cell segmentation network is trained, validated, reused."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ def _meta(result, key):
             for m in result.get_asset_materialization_events()}[key]
 
 
-def test_segmentation_model_is_reused_with_the_same_settings(defs, instance, lcd_home):
+def test_segmentation_model_is_reused_with_the_same_settings(instance, segmented_home):
+    lcd_home, defs = segmented_home, build_definitions(local_resources(segmented_home))
     before = (lcd_home / "models" / CELL_SEGMENTATION_MODEL / "raynet.pt").stat().st_mtime_ns
-    res = run_job(defs, "setup", instance)
+    res = run_job(defs, "segmentation_training", instance)
     assert res.success
     meta = _meta(res, "segmentation_model")
     assert meta["reused"].value is True
@@ -29,7 +30,7 @@ def test_segmentation_model_is_reused_with_the_same_settings(defs, instance, lcd
 def test_segmentation_model_retrains_when_the_settings_change(instance, lcd_home):
     settings = SegmentationSettings(n_fovs=4, epochs=1, validation_fovs=2, seed=3)
     defs = build_definitions({**local_resources(lcd_home), "segmentation": settings})
-    res = run_job(defs, "setup", instance)
+    res = run_job(defs, "segmentation_training", instance)
     assert res.success
     meta = _meta(res, "segmentation_model")
     assert meta["reused"].value is False and meta["training_fovs"].value == 4
@@ -42,13 +43,14 @@ def test_segmentation_model_retrains_when_the_settings_change(instance, lcd_home
     assert "per-FOV log elongation r" in check.description
 
 
-def test_segmentation_model_of_an_older_geometry_is_retrained(instance, lcd_home):
+def test_segmentation_model_of_an_older_geometry_is_retrained(instance, segmented_home):
+    lcd_home = segmented_home
     path = lcd_home / "models" / CELL_SEGMENTATION_MODEL / "raynet.json"
     settings = SegmentationSettings(n_fovs=4, epochs=1, validation_fovs=2, seed=5)
     record = json.loads(path.read_text())
     path.write_text(json.dumps({**record, "training": settings.training(), "outputs": "cell"}))
     defs = build_definitions({**local_resources(lcd_home), "segmentation": settings})
-    res = run_job(defs, "setup", instance)
+    res = run_job(defs, "segmentation_training", instance)
     assert res.success
     assert _meta(res, "segmentation_model")["reused"].value is False
     assert json.loads(path.read_text())["outputs"] == "cell+nucleus"

@@ -46,7 +46,7 @@ def test_index_has_every_image_with_lineage(indexed):
 
 def test_brightfield_of_needs_a_brightfield_channel(indexed):
     other = indexed.table.with_columns(pl.lit("Fluorescence").alias("channel_type"))
-    with pytest.raises(ValueError, match="no Brightfield channel"):
+    with pytest.raises(ValueError, match=f"{PLATE} × {TP} has no Brightfield channel"):
         pipeline.brightfield_of(other)
 
 

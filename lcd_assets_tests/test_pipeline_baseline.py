@@ -21,14 +21,21 @@ def _lineage(fovs: pl.DataFrame) -> pl.DataFrame:
 def test_feature_sets_add_the_spherized_row_and_the_cells_only_when_segmented():
     fovs = _fovs(timepoints=("20h",)).with_columns(pl.lit(3.0).alias("cs_nuclei"), pl.lit(0.4).alias("cs_area"))
     sets, notes = baseline.feature_set_inputs(fovs, ["cs_nuclei", "cs_area"], None, FEW)
-    assert list(sets) == [baseline.HANDCRAFTED, baseline.HANDCRAFTED_SPHERIZED, baseline.CELL_SEGMENTATION]
+    assert list(sets) == [baseline.HANDCRAFTED, baseline.HANDCRAFTED_SPHERIZED, baseline.HANDCRAFTED_WITH_CELLS,
+                          baseline.CELL_SEGMENTATION]
     assert sets[baseline.HANDCRAFTED][1] == FEW and sets[baseline.HANDCRAFTED_SPHERIZED][1].method == "mad_spherize"
+    # the network's features (trained on generator renders) enter only the rows labelled so
+    assert "cs_nuclei" not in sets[baseline.HANDCRAFTED][0].columns
+    assert "cs_area" not in sets[baseline.HANDCRAFTED_SPHERIZED][0].columns
+    assert {"cs_nuclei", "cs_area"} <= set(sets[baseline.HANDCRAFTED_WITH_CELLS][0].columns)
+    assert "trained on synthetic annotations" in baseline.CELL_SEGMENTATION
     assert set(sets[baseline.CELL_SEGMENTATION][0].columns) == {
         *[c for c in fovs.columns if c.startswith("Metadata_")], "cs_nuclei", "cs_area"}
     assert notes == []
     unsegmented = fovs.with_columns(pl.lit(0.0).alias("cs_nuclei"))
     sets, notes = baseline.feature_set_inputs(unsegmented, ["cs_nuclei", "cs_area"], fovs.head(3), FEW)
-    assert baseline.CELL_SEGMENTATION not in sets and baseline.TRUTH_MORPHOLOGY in sets
+    assert baseline.CELL_SEGMENTATION not in sets and baseline.HANDCRAFTED_WITH_CELLS not in sets
+    assert baseline.TRUTH_MORPHOLOGY in sets
     assert "0% of the FOVs" in notes[0]
     sets, notes = baseline.feature_set_inputs(_fovs(timepoints=("20h",)), [], None, FEW)
     assert set(sets) == {baseline.HANDCRAFTED, baseline.HANDCRAFTED_SPHERIZED} and "no cell_features" in notes[0]

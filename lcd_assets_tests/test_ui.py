@@ -131,10 +131,10 @@ def _wait_until_loaded(server: UiServer, proc: subprocess.Popen, log: Path) -> N
 
 
 @pytest.fixture(scope="module")
-def ui(small_screen, segmentation_dir, tmp_path_factory):
+def ui(small_screen, tmp_path_factory):
     """One measurement materialized on a persistent instance, served by dagster-webserver."""
     root = tmp_path_factory.mktemp("ui")
-    home = new_home(root / "lcd_home", small_screen, segmentation_dir)
+    home = new_home(root / "lcd_home", small_screen)
 
     with pytest.MonkeyPatch.context() as mp:
         # prepare_instance sets both variables in os.environ; registering them first means they

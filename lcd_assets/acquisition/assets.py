@@ -249,7 +249,7 @@ def _vit(lcd: LcdHome, embedding: EmbeddingSettings) -> pipeline.Vit:
 
 
 _EMBEDDINGS, _FEATURES = dg.AssetKey("tile_embeddings"), dg.AssetKey("fov_features")
-_CELLS = dg.AssetKey("cell_features")
+CELL_FEATURES = _CELLS = dg.AssetKey("cell_features")
 
 
 @dg.multi_asset(
@@ -282,8 +282,9 @@ _CELLS = dg.AssetKey("cell_features")
             _CELLS, group_name="handcrafted", kinds={"pytorch", "parquet"}, deps=["tiles", "segmentation_model"],
             skippable=True,
             description=(
-                "Single-cell segmentation of every kept tile (the cell part of SPEC §4.7's CellProfiler run) by "
-                "`segmentation_model`: nuclei from the transport-of-intensity phase, a star-convex polygon per "
+                "Optional (job `cell_segmentation`; not in the main job): single-cell segmentation of every kept "
+                "tile by `segmentation_model`, a network TRAINED ON SYNTHETIC ANNOTATIONS (the generator's "
+                "renders), so its features enter only comparison rows labelled so: nuclei from the transport-of-intensity phase, a star-convex polygon per "
                 "nucleus, nuclei sharing a polygon as one cell. Per FOV (mean over its tiles) "
                 f"{N_CELL_FEATURES} features: nuclei and cell counts, multinucleated fraction, mean and spread of "
                 "log cell area and log elongation, roundness and round fraction, nucleus area, the fraction of "

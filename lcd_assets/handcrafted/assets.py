@@ -41,8 +41,8 @@ def _fov_profiles(wh: Warehouse, log) -> pl.DataFrame:
     fovs, missing = baseline.join_cell_features(fovs, cells, CELL_FEATURE_NAMES)
     if missing.height:
         log.warning(f"cell_features lacks FOVs of {missing.height} measurements "
-                    f"({sorted(f'{p}|{t}' for p, t in missing.iter_rows())[:5]}…): the handcrafted features "
-                    "run without the cell features; materialize cell_features for every measurement")
+                    f"({sorted(f'{p}|{t}' for p, t in missing.iter_rows())[:5]}…): the "
+                    "RayNet rows are left out; run the optional cell_segmentation job for every measurement")
     features = set(FEATURE_NAMES) | set(CELL_FEATURE_NAMES)
     return fovs.rename({c: f"Metadata_{c}" for c in fovs.columns if c not in features})
 
@@ -76,7 +76,7 @@ def _model_readout(wh: Warehouse, log) -> dict[str, baseline.Readout]:
     pool=WAREHOUSE_POOL,
     deps=["fov_features", "cell_features", "moa_predictions"],
     description=(
-        "The handcrafted features (tile features plus, where segmented, the cells' shape features) "
+        "The handcrafted features of the tiles (no trained model) "
         "through the model's own downstream chain: per timepoint the normalization (MAD + "
         "Harmony/FOV, as the model), per dose × timepoint mAP / mAP-ES, then the MoA probes, "
         "incremental aggregation and polypharmacology. Tables `handcrafted_activity`, "
@@ -84,8 +84,8 @@ def _model_readout(wh: Warehouse, log) -> dict[str, baseline.Readout]:
         "and the comparison with the model: `moa_feature_comparison` (weighted F1, accuracy, top-3 "
         "of the final calls per feature set) and `moa_feature_mcnemar` (McNemar's test on the same "
         "compounds). Extra rows through the same chain: the handcrafted features normalized as the "
-        f"JUMP recipe does (`{baseline.HANDCRAFTED_SPHERIZED}`), the segmented cells alone "
-        f"(`{baseline.CELL_SEGMENTATION}`, trained on synthetic annotations), and on a synthetic "
+        f"JUMP recipe does (`{baseline.HANDCRAFTED_SPHERIZED}`); where the optional `cell_segmentation` "
+        f"job ran, `{baseline.HANDCRAFTED_WITH_CELLS}` and `{baseline.CELL_SEGMENTATION}`; and on a synthetic "
         f"screen `{baseline.TRUTH_MORPHOLOGY}` (uses the generator's truth: what perfect "
         "segmentation would give); `polypharmacology_vs_truth` scores both polypharmacology "
         "readings of every feature set against the planted two-MoA compounds."

@@ -1,6 +1,6 @@
 """The models: the checkpoint the embedding assets use (the untrained ViT-S/16 baseline, written
 here, or a pre-trained ``ssl-<variant>`` checkpoint written by the ``ssl_checkpoint`` assets), and
-the cell segmentation network of the handcrafted baseline."""
+the optional cell segmentation network (trained on synthetic annotations)."""
 
 
 import dagster as dg
@@ -66,7 +66,9 @@ MIN_FOV_ELONGATION_R = 0.5
         )
     ],
     description=(
-        "The single-cell segmentation network of the handcrafted baseline (`lcd_core.cells`): nuclei "
+        "OPTIONAL, not in the main job (job `segmentation_training`): a cell segmentation network TRAINED ON "
+        "SYNTHETIC ANNOTATIONS, for the labelled RayNet comparison rows of the handcrafted baseline "
+        "(`lcd_core.cells`); the platform's nuclei come from the unsupervised `fov_nuclei`. Nuclei "
         "from the transport-of-intensity phase of the z-stack, and around each a star-convex cell polygon "
         "whose 32 ray lengths a small CNN regresses from a nucleus-centred crop (StarDist's representation). "
         "Trained on an annotation set the synthetic generator renders with morphologies drawn at random "

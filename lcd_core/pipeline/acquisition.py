@@ -62,7 +62,9 @@ def brightfield_of(index: pl.DataFrame) -> int:
     """The brightfield channel of an ``image_index`` partition (the lowest, if several)."""
     bf = index.filter(pl.col("channel_type").str.to_lowercase() == "brightfield")["channel"].unique()
     if bf.len() == 0:
-        raise ValueError("image_index partition has no Brightfield channel")
+        where = f"{index['plate'][0]} × {index['timepoint'][0]}" if index.height else "an empty partition"
+        raise ValueError(f"image_index of {where} has no Brightfield channel "
+                         f"(channels: {sorted(index['channel'].unique().to_list()) if index.height else []})")
     return int(bf.min())
 
 

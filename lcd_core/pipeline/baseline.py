@@ -3,12 +3,13 @@
 Every feature set goes through :func:`lcd_core.pipeline.downstream.run_chain` with the same
 settings as the model's assets (MAD + Harmony/FOV by default). The rows of the comparison:
 
-* ``handcrafted``: the tile features joined with the segmented cells' features where every FOV was
-  segmented (the paper's CellProfiler baseline);
+* ``handcrafted``: the tile features (the paper's CellProfiler baseline; no trained model);
 * ``handcrafted (mad_spherize)``: the same features normalized as the JUMP recipe treats
   CellProfiler features (MAD, then ZCA-cor sphering on DMSO): an extra comparison row;
-* ``cell segmentation (RayNet)``: the segmented cells' features alone (when enough FOVs have a
-  live nucleus);
+* where the optional ``cell_segmentation`` job ran (a network trained on generator renders, so
+  labelled as trained on synthetic annotations): ``handcrafted + cells (RayNet, …)``, the tile
+  features joined with the segmented cells' features, and ``cell segmentation (RayNet, …)``, the
+  cells' features alone (when enough FOVs have a live nucleus);
 * ``ground-truth morphology (reference)``: on a synthetic screen, what a perfect segmentation
   would measure (labelled as using the generator's truth);
 * the model's own row, read from its assets' tables by the caller.
@@ -29,7 +30,9 @@ from lcd_core.pipeline.downstream import ChainResult, ChainSettings, run_chain
 
 HANDCRAFTED = "handcrafted"
 HANDCRAFTED_SPHERIZED = "handcrafted (mad_spherize)"
-CELL_SEGMENTATION = "cell segmentation (RayNet)"
+#: the rows of the optional segmentation network, trained on the generator's annotated renders
+CELL_SEGMENTATION = "cell segmentation (RayNet, trained on synthetic annotations)"
+HANDCRAFTED_WITH_CELLS = "handcrafted + cells (RayNet, trained on synthetic annotations)"
 TRUTH_MORPHOLOGY = "ground-truth morphology (reference)"
 MIN_SEGMENTED_FOVS = 0.5  # the cells-alone row needs live nuclei in at least this share of the FOVs
 FOV_KEYS = ("plate", "timepoint", "well", "field")
@@ -61,20 +64,22 @@ def feature_set_inputs(fovs: pl.DataFrame, cell_features: Collection[str], truth
                        settings: ChainSettings) -> tuple[dict[str, tuple[pl.DataFrame, ChainSettings]], list[str]]:
     """The feature sets to run (name → FOV profiles and chain settings) and notes on those left out.
 
-    ``fovs``: handcrafted FOV profiles (``Metadata_*`` + features, cell features joined where
-    segmented); ``cell_features``: the names of the cell features; ``truth_fovs``: the
-    ground-truth morphology of the same FOVs (:func:`truth_morphology_profiles`) or None.
+    ``fovs``: handcrafted FOV profiles (``Metadata_*`` + features, the RayNet cell features joined
+    where segmented: they enter only the RayNet rows); ``cell_features``: the names of the cell
+    features; ``truth_fovs``: the ground-truth morphology of the same FOVs (:func:`truth_morphology_profiles`) or None.
     """
-    sets = {HANDCRAFTED: (fovs, settings), HANDCRAFTED_SPHERIZED: (fovs, settings.with_method("mad_spherize"))}
-    notes = []
     meta = [c for c in fovs.columns if c.startswith("Metadata_")]
+    tile = fovs.drop([c for c in cell_features if c in fovs.columns])
+    sets = {HANDCRAFTED: (tile, settings), HANDCRAFTED_SPHERIZED: (tile, settings.with_method("mad_spherize"))}
+    notes = []
     if "cs_nuclei" not in fovs.columns:
-        notes.append("no cell_features: the handcrafted features hold no single-cell shape")
+        notes.append("no cell_features (the optional cell_segmentation job did not run): no RayNet rows")
     elif (segmented := float((fovs["cs_nuclei"] > 0).mean())) >= MIN_SEGMENTED_FOVS:
+        sets[HANDCRAFTED_WITH_CELLS] = (fovs, settings)
         sets[CELL_SEGMENTATION] = (fovs.select(*meta, *cell_features), settings)
     else:
         notes.append(f"the segmentation found a live nucleus in {segmented:.0%} of the FOVs (< "
-                     f"{MIN_SEGMENTED_FOVS:.0%}): no '{CELL_SEGMENTATION}' row")
+                     f"{MIN_SEGMENTED_FOVS:.0%}): no RayNet rows")
     if truth_fovs is not None and truth_fovs.height:
         sets[TRUTH_MORPHOLOGY] = (truth_fovs, settings)
     return sets, notes
