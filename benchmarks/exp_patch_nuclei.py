@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import math
+import os
 import time
 from pathlib import Path
 
@@ -27,12 +27,12 @@ from lcd_core.nuclei import patches as pn
 from lcd_core.nuclei.evaluate import block_counts, count_r, score_masks
 from lcd_core.nuclei.objects import Nuclei
 from lcd_core.synth import cells as cellmod
-from lcd_core.synth import optics
 from lcd_core.synth.design import make_spec
-from lcd_core.synth.fov import draw_specks, render_planes
+from lcd_core.synth.fov import render_random_field
 from lcd_core.synth.truth import render_masks
 
-REAL = Path("/work/shared/fixtures/real-nuclei/aiseg-suppl3")
+REAL = (Path(os.environ.get("LCD_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+        / "fixtures" / "real-nuclei" / "aiseg-suppl3")
 BLOCK = 256
 
 
@@ -44,12 +44,7 @@ def synth_fov(seed: int, i: int, size: int = 512, density: float | None = None):
     dens = density if density is not None else float(np.exp(rng.uniform(np.log(0.5), np.log(5.0))))
     n0 = spec.cells_per_mm2 * dens * (size * px * 1e-3) ** 2
     pop = cellmod.make_population(rng, cellmod.DMSO_PHENOTYPE, n0, n0 * 0.01, size, px)
-    ill = optics.Illumination(
-        mean_adu=spec.background_adu * float(np.exp(rng.normal(0, 0.08))), gradient=float(rng.uniform(0, 0.1)),
-        gradient_angle=float(rng.uniform(0, 2 * np.pi)), vignette=float(rng.uniform(0, 0.1)), vignette_cx=0.0,
-        vignette_cy=0.0, meniscus=float(rng.uniform(0, 0.05)), meniscus_angle=float(rng.uniform(0, 2 * np.pi)))
-    focus = float(rng.normal(0, math.hypot(spec.replica_focus_sd_um, spec.plate_focus_sd_um, spec.fov_focus_sd_um)))
-    planes = render_planes(spec, pop, rng, focus, ill, draw_specks(rng, spec), np.zeros((0, 4)), spec.camera_offset_adu)
+    planes = render_random_field(spec, pop, rng)
     cell = pop.nuc[:, 0].astype(int)
     live = pop.state[cell] != cellmod.DEAD
     nuc, c = pop.nuc[live], cell[live]

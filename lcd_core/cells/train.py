@@ -13,7 +13,6 @@ live-nucleus logit.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,9 +24,8 @@ import torch.nn.functional as F
 from lcd_core.cells.features import segment_tiles
 from lcd_core.cells.raynet import THETA, RayNet, nucleus_crops
 from lcd_core.synth import cells as cellmod
-from lcd_core.synth import optics
 from lcd_core.synth.design import ScreenSpec, make_spec
-from lcd_core.synth.fov import draw_specks, render_planes
+from lcd_core.synth.fov import render_random_field
 from lcd_core.tiles.preprocess import TileConfig, preprocess_stack
 
 __all__ = ["AnnotationSet", "annotation_set", "fit_segmentation", "random_phenotype", "rays_to_ellipse",
@@ -80,13 +78,7 @@ def render_annotated_fov(rng: np.random.Generator, spec: ScreenSpec | None = Non
     n0 = spec.cells_per_mm2 * (size * px * 1e-3) ** 2 * float(np.exp(rng.normal(0, 0.2)))
     live, dead = cellmod.expected_cells(pheno, hours, n0, spec.doubling_time_h)
     pop = cellmod.make_population(rng, pheno, live, dead, size, px)
-    ill = optics.Illumination(
-        mean_adu=spec.background_adu * float(np.exp(rng.normal(0, 0.08))), gradient=float(rng.uniform(0, 0.1)),
-        gradient_angle=float(rng.uniform(0, 2 * np.pi)), vignette=float(rng.uniform(0, 0.1)), vignette_cx=0.0,
-        vignette_cy=0.0, meniscus=float(rng.uniform(0, 0.05)), meniscus_angle=float(rng.uniform(0, 2 * np.pi)))
-    focus = float(rng.normal(0, math.hypot(spec.replica_focus_sd_um, spec.plate_focus_sd_um, spec.fov_focus_sd_um)))
-    planes = render_planes(spec, pop, rng, focus, ill, draw_specks(rng, spec), np.zeros((0, 4)), spec.camera_offset_adu)
-    return preprocess_stack(np.stack(planes), TileConfig()), pop
+    return preprocess_stack(np.stack(render_random_field(spec, pop, rng)), TileConfig()), pop
 
 
 def rays_to_ellipse(points: np.ndarray, cx: np.ndarray, cy: np.ndarray, a: np.ndarray, b: np.ndarray,

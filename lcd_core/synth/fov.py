@@ -92,6 +92,17 @@ def render_planes(
     ]
 
 
+def render_random_field(spec: ScreenSpec, pop: cellmod.Population, rng: np.random.Generator) -> list[np.ndarray]:
+    """The planes of ``pop`` under an illumination, focus and specks drawn at random from the
+    spec's ranges (no plate, no debris blobs): annotation sets and benchmarks."""
+    ill = optics.Illumination(
+        mean_adu=spec.background_adu * float(np.exp(rng.normal(0, 0.08))), gradient=float(rng.uniform(0, 0.1)),
+        gradient_angle=float(rng.uniform(0, 2 * np.pi)), vignette=float(rng.uniform(0, 0.1)), vignette_cx=0.0,
+        vignette_cy=0.0, meniscus=float(rng.uniform(0, 0.05)), meniscus_angle=float(rng.uniform(0, 2 * np.pi)))
+    focus = float(rng.normal(0, math.hypot(spec.replica_focus_sd_um, spec.plate_focus_sd_um, spec.fov_focus_sd_um)))
+    return render_planes(spec, pop, rng, focus, ill, draw_specks(rng, spec), np.zeros((0, 4)), spec.camera_offset_adu)
+
+
 def _debris(task: MeasurementTask, well: WellAssignment, field: int) -> tuple[np.ndarray, np.ndarray]:
     """Specks and (rarely) one large blob ``(x, y, radius_um, depth)`` on the plate bottom: static per FOV."""
     spec, size = task.spec, task.spec.image_size
