@@ -147,7 +147,12 @@ def test_handcrafted_baseline_runs_the_same_steps_and_is_compared_with_the_vit(a
     assert set(poly["flag"]) == {"stable_top2", "stable_residual"} and poly.height == 2 * comp["features"].n_unique()
     planted = wh.query("SELECT DISTINCT compound FROM moa_predictions").join(
         pl.read_parquet(home / "truth" / "compounds.parquet").filter(pl.col("moa_secondary") != ""), on="compound")
-    assert set(poly["planted"]) == {planted.height}
+    # a feature set may classify nothing on this small screen (no active compound to train a probe):
+    # it keeps its rows with n = 0, and has no planted compound among its (absent) calls
+    classified = set(comp.filter(pl.col("n") > 0)["features"])
+    assert {"handcrafted", "ViT untrained-vit-s16-seed0"} <= classified
+    assert set(poly.filter(pl.col("features").is_in(classified))["planted"]) == {planted.height}
+    assert (poly.filter(~pl.col("features").is_in(classified))["planted"] == 0).all()
     assert (poly["recovered"] + poly["wrong_pair"] <= poly["planted"]).all()
     assert set(comp["mode"]) == {"incremental", "single_highest"}
     tests = wh.query("SELECT * FROM moa_feature_mcnemar")

@@ -78,3 +78,20 @@ def test_steps_follow_dose_value_and_single_highest_is_the_top_single_step():
     sh = single_highest(agg)
     assert dict(sh.select("compound", "dose").iter_rows()) == {"X": "10uM", "H": "2uM"}
     assert sh.filter(pl.col("compound") == "X")["predicted"][0] == B
+
+
+def test_no_trainable_probe_gives_the_columns_and_no_rows():
+    """Every condition skipped (nothing active to train on): an empty, fully typed table that the
+    scores and the confusion matrix accept."""
+    from lcd_core.moa import confusion, metrics
+
+    pc = per_condition_rows([("X", "0.5uM", "04h", {A: 1.0}), ("Y", "5uM", "04h", {B: 1.0})])
+    pc = pc.with_columns(status=pl.lit("skipped"), reason=pl.lit("no active training compound"))
+    act = pl.DataFrame({"compound": ["X", "Y"], "dose": ["0.5uM", "5uM"], "timepoint": ["04h", "04h"],
+                        "map_es": [0.0, 0.0], "active": [False, False]})
+    agg = aggregate_incremental(pc, act, classes=SCREEN_CLASSES)
+    assert agg.height == 0 and {"compound", "moa", "set", "mode", "step", "predicted", "top3"} <= set(agg.columns)
+    assert set(SCREEN_CLASSES.columns) <= set(agg.columns)
+    m, c = metrics(agg, classes=SCREEN_CLASSES), confusion(agg, classes=SCREEN_CLASSES)
+    assert m.height == 0 and m.columns == ["set", "mode", "step", "n", "weighted_f1", "accuracy", "top3_accuracy"]
+    assert c.height == 0 and c.columns == ["set", "mode", "step", "true", "predicted", "n"]  # writable tables

@@ -90,3 +90,24 @@ def test_compare_feature_sets_scores_final_calls_and_pairs_them():
     # one feature set: its scores, and an empty table of tests with the columns
     one_scores, none = compare_feature_sets({"x": x}, classes=SCREEN_CLASSES)
     assert one_scores.height == 2 and none.height == 0 and "p_value" in none.columns
+
+
+def test_a_feature_set_that_classified_nothing_keeps_its_rows():
+    from lcd_core.moa.aggregation import _empty_predictions
+
+    x = _final_rows({"a1": A, "a2": A, "b1": B, "b2": A})
+    scores, tests = compare_feature_sets({"x": x, "nothing": _empty_predictions(SCREEN_CLASSES)},
+                                         classes=SCREEN_CLASSES)
+    none = scores.filter(pl.col("features") == "nothing")
+    assert set(none["mode"]) == set(scores.filter(pl.col("features") == "x")["mode"])
+    assert (none["n"] == 0).all() and none["accuracy"].is_null().all()
+    assert tests.height == 0  # no compound in common: no test
+
+
+def test_no_feature_set_classified_anything():
+    from lcd_core.moa.aggregation import _empty_predictions
+
+    empty = _empty_predictions(SCREEN_CLASSES)
+    scores, tests = compare_feature_sets({"x": empty, "y": empty}, classes=SCREEN_CLASSES)
+    assert scores["features"].to_list() == ["x", "y"] and (scores["n"] == 0).all()
+    assert {"weighted_f1", "accuracy", "top3_accuracy"} <= set(scores.columns) and tests.height == 0

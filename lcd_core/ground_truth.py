@@ -85,6 +85,11 @@ def dmso_holdout_profiles(profiles: pl.DataFrame, seed: int = 0) -> pl.DataFrame
 POLY_READINGS = {"stable_top2": "stable_pair", "stable_residual": "stable_residual_pair"}
 
 
+#: Columns of :func:`polypharmacology_against_truth`.
+POLY_TRUTH_SCHEMA = {"flag": pl.Utf8, "planted": pl.Int64, "recovered": pl.Int64, "wrong_pair": pl.Int64,
+                     "false_flags": pl.Int64, "recall": pl.Float64, "precision": pl.Float64, "false_flagged": pl.Utf8}
+
+
 def polypharmacology_against_truth(poly: pl.DataFrame, truth_compounds: pl.DataFrame) -> pl.DataFrame:
     """How each polypharmacology reading recovers the planted two-MoA compounds.
 
@@ -124,9 +129,7 @@ def polypharmacology_against_truth(poly: pl.DataFrame, truth_compounds: pl.DataF
                      "recall": recovered / planted.height if planted.height else None,
                      "precision": recovered / flagged.height if flagged.height else None,
                      "false_flagged": ", ".join(false)})
-    schema = {"flag": pl.Utf8, "planted": pl.Int64, "recovered": pl.Int64, "wrong_pair": pl.Int64,
-              "false_flags": pl.Int64, "recall": pl.Float64, "precision": pl.Float64, "false_flagged": pl.Utf8}
-    return pl.DataFrame(rows, schema=schema)
+    return pl.DataFrame(rows, schema=POLY_TRUTH_SCHEMA)
 
 
 #: Per-FOV features of :func:`truth_morphology`.

@@ -88,6 +88,14 @@ def _step_rows(g: pl.DataFrame, doses: Sequence[str], classes: MoaClasses) -> li
     return rows
 
 
+def _empty_predictions(classes: MoaClasses) -> pl.DataFrame:
+    schema = {"compound": pl.String, "moa": pl.String, "set": pl.String, "mode": pl.String, "step": pl.Int64,
+              "dose": pl.String, "n_conditions": pl.Int64, "weight_sum": pl.Float64, "fallback": pl.Boolean,
+              **{c: pl.Float64 for c in classes.columns}, "predicted": pl.String, "top2_1": pl.String,
+              "top2_2": pl.String, "top3": pl.List(pl.String), "n_active_conditions": pl.Int64}
+    return pl.DataFrame(schema=schema)
+
+
 def _top_k(P: np.ndarray, k: int, names: Sequence[str]) -> list[list[str]]:
     order = np.argsort(-P, axis=1, kind="stable")[:, :k]
     return [[names[j] for j in row] for row in order]
@@ -134,8 +142,8 @@ def aggregate_incremental(
         pc = _active_not_dmso(pc, classes)
     rows = [row for _, g in pc.group_by("compound", "set", maintain_order=True)
             for row in _step_rows(g, doses, classes)]
-    if not rows:
-        return pl.DataFrame()
+    if not rows:  # no probe could be trained (e.g. nothing active): the columns, no rows
+        return _empty_predictions(classes)
     out = pl.DataFrame(rows).sort("set", "compound", "mode", "step")
     top = _top_k(out.select(classes.columns).to_numpy(), 3, classes.probe)
     out = out.with_columns(

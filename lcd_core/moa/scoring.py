@@ -69,7 +69,10 @@ def metrics(
                      "weighted_f1": float(f1_score(y, yp, average="weighted", zero_division=0)),
                      "accuracy": float(np.mean(np.array(y) == np.array(yp))),
                      "top3_accuracy": float(top3)})
-    return pl.DataFrame(rows).sort(keys) if rows else pl.DataFrame()
+    if not rows:  # nothing scored: the columns, no rows (a warehouse table still gets written)
+        return pl.DataFrame(schema={**{k: pl.String for k in by}, step_col: pl.Int64, "n": pl.Int64,
+                                    "weighted_f1": pl.Float64, "accuracy": pl.Float64, "top3_accuracy": pl.Float64})
+    return pl.DataFrame(rows).sort(keys)
 
 
 def confusion(
@@ -93,7 +96,10 @@ def confusion(
             "predicted": [classes.probe[b] for b in j.ravel()],
             "n": M.ravel().astype(np.int64),
         }))
-    return pl.concat(parts).sort(keys) if parts else pl.DataFrame()
+    if not parts:
+        return pl.DataFrame(schema={**{k: pl.String for k in by}, step_col: pl.Int64, "true": pl.String,
+                                    "predicted": pl.String, "n": pl.Int64})
+    return pl.concat(parts).sort(keys)
 
 
 def mcnemar(correct_a: Sequence[bool], correct_b: Sequence[bool], *, exact_below: int = 25) -> McNemar:
@@ -143,14 +149,19 @@ def final_predictions(predictions: pl.DataFrame) -> pl.DataFrame:
 
 
 def _final_scores(finals: Mapping[str, pl.DataFrame], classes: MoaClasses) -> pl.DataFrame:
-    """features, set, mode, n, weighted_f1, accuracy, top3_accuracy of each feature set's final calls."""
-    parts = [metrics(f.with_columns(step=pl.lit(0)), classes=classes).drop("step").with_columns(
-        features=pl.lit(name)) for name, f in finals.items() if f.height]
-    parts = [p for p in parts if p.height]
-    if not parts:
-        return pl.DataFrame()
-    scores = pl.concat(parts, how="diagonal_relaxed")
-    return scores.select("features", "set", "mode", "n", "weighted_f1", "accuracy", "top3_accuracy")
+    """features, set, mode, n, weighted_f1, accuracy, top3_accuracy of each feature set's final calls.
+
+    A feature set that classified nothing (no probe could be trained) keeps its rows, with n = 0
+    and null scores, so the comparison shows it rather than losing it."""
+    cols = ["features", "set", "mode", "n", "weighted_f1", "accuracy", "top3_accuracy"]
+    parts = {name: metrics(f.with_columns(step=pl.lit(0)), classes=classes).drop("step").with_columns(
+        features=pl.lit(name)) for name, f in finals.items() if f.height}
+    parts = {n: p for n, p in parts.items() if p.height}
+    keys = pl.concat([p.select("set", "mode") for p in parts.values()]).unique(maintain_order=True) if parts \
+        else pl.DataFrame({"set": [None], "mode": [None]}, schema={"set": pl.String, "mode": pl.String})
+    none = {"n": pl.lit(0, pl.Int64), **{c: pl.lit(None, pl.Float64) for c in cols[4:]}}
+    empty = [keys.with_columns(features=pl.lit(n), **none) for n in finals if n not in parts]
+    return pl.concat([*parts.values(), *empty], how="diagonal_relaxed").select(cols)
 
 
 def _pair_tests(a_name: str, a: pl.DataFrame, b_name: str, b: pl.DataFrame) -> list[dict]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from lcd_core import moa
-from lcd_core.ground_truth import (TRUTH_MORPHOLOGY_FEATURES, activity_against_truth, nan_safe,
+from lcd_core.ground_truth import (POLY_TRUTH_SCHEMA, TRUTH_MORPHOLOGY_FEATURES, activity_against_truth, nan_safe,
                                    polypharmacology_against_truth, truth_morphology)
 from lcd_core.pipeline.acquisition import FOV_KEYS as LINEAGE_KEYS
 from lcd_core.pipeline.downstream import ChainResult, ChainSettings, run_chain
@@ -120,7 +120,7 @@ def compare_readouts(readouts: Mapping[str, Readout], *, classes: moa.MoaClasses
     scores, tests = moa.compare_feature_sets({n: r.predictions for n, r in readouts.items()}, classes=classes)
     poly_truth = pl.concat([polypharmacology_against_truth(r.polypharmacology, truth_compounds).select(
         pl.lit(n).alias("features"), pl.all()) for n, r in readouts.items()]
-    ) if truth_compounds is not None else pl.DataFrame()
+    ) if truth_compounds is not None else pl.DataFrame(schema={"features": pl.String, **POLY_TRUTH_SCHEMA})
     summary = {n: _summary(r, truth_conditions, threshold) for n, r in readouts.items()}
     return Comparison(scores, tests, poly_truth, summary)
 

@@ -132,8 +132,9 @@ def _wide(readouts: Mapping[str, pl.DataFrame], truth: pl.DataFrame | None) -> p
         wide = wide.join(tr.unique(KEYS), on=KEYS, how="left")
     else:
         wide = wide.with_columns(pl.lit(None, pl.Boolean).alias("truly_active"))
-    return wide.with_columns(pl.col(c).fill_null(False) for c in wide.columns
-                             if c.startswith(("present__", "scorable__")))
+    # a fixed row order (unique() and the joins have none): the seeded bootstraps repeat
+    return wide.sort(KEYS).with_columns(pl.col(c).fill_null(False) for c in wide.columns
+                                        if c.startswith(("present__", "scorable__")))
 
 
 def _groups(wide: pl.DataFrame) -> list[tuple[str, str]]:
