@@ -257,3 +257,81 @@ def test_bad_screen_json(tmp_path: Path) -> None:
         t["screen"]["plate_rows"] = 0
     msg = str(_bad(tmp_path, cfg))
     assert "screen.json" in msg and "4.5" in msg and "plate_rows=0" in msg
+
+
+# --------------------------------------------------------------------------------------------
+# structures (lcd_core.molecules) and the optional drug column
+
+
+def test_smiles_are_canonicalised_and_compared_as_structures(tmp_path: Path) -> None:
+    tables = _tables()
+    tables["compounds"][1]["smiles"] = "OCC"           # cmpA: ethanol written another way
+    for row in tables["layouts"]:
+        if row["compound"] == "cmpA":
+            row["smiles"] = "C(O)C"                    # yet another way: the same structure
+    screen = load_screen(_write(tmp_path / "meta", tables))
+    comp = dict(screen.compounds.select("compound", "smiles").iter_rows())
+    assert comp == {"DMSO": "CS(C)=O", "cmpA": "CCO", "cmpB": "CCN"}
+    assert set(screen.layouts.filter(pl.col("compound") == "cmpA")["smiles"]) == {"CCO"}
+    assert screen.compounds["has_structure"].all() and screen.compounds_without_structure() == []
+
+
+def test_invalid_smiles_names_file_compound_and_line(tmp_path: Path) -> None:
+    def bad(t):
+        t["compounds"][1]["smiles"] = "C1CC"             # line 3: unclosed ring
+        t["compounds"][2]["smiles"] = "C(C)(C)(C)(C)C"   # line 4: pentavalent carbon
+    err = _bad(tmp_path, bad)
+    msg = str(err)
+    assert "compounds.csv" in msg and "invalid SMILES (2)" in msg
+    assert "line 3: compound='cmpA', smiles='C1CC' (SMILES syntax error)" in msg
+    assert "line 4: compound='cmpB'" in msg and "valence" in msg
+    assert err.lines == [3, 4] and isinstance(err, ValueError)
+
+
+def test_invalid_smiles_in_the_layouts_file(tmp_path: Path) -> None:
+    def bad(t):
+        t["layouts"][5]["smiles"] = "c1cccc1"            # line 7: cannot be kekulized
+    err = _bad(tmp_path, bad)
+    msg = str(err)
+    assert "layouts.csv" in msg and "invalid SMILES (1)" in msg
+    assert "line 7: layout='L01', well='B02', compound='cmpA', smiles='c1cccc1'" in msg
+    assert "smiles disagrees" not in msg and err.lines == [7]
+
+
+def test_compound_without_structure_is_kept_and_flagged(tmp_path: Path) -> None:
+    tables = _tables()
+    tables["compounds"][2]["smiles"] = ""                # cmpB: declared without a structure
+    for row in tables["layouts"]:
+        if row["compound"] == "cmpB":
+            row["smiles"] = ""
+    screen = load_screen(_write(tmp_path / "meta", tables))
+    assert screen.compounds.height == 3 and screen.layouts.height == 16  # nothing dropped
+    assert screen.compounds_without_structure() == ["cmpB"]
+    assert screen.compounds.filter(pl.col("compound") == "cmpB")["smiles"].to_list() == [None]
+    assert screen.layouts.filter(pl.col("compound") == "cmpB")["smiles"].null_count() == 4
+    # a layout row giving a structure the compounds file does not have still disagrees
+    tables["layouts"][6]["smiles"] = "CCN"
+    msg = str(_bad_tables(tmp_path / "again", tables))
+    assert "smiles disagrees with compounds file" in msg and "line 8:" in msg
+
+
+def test_drug_column_is_optional_and_written_back(tmp_path: Path) -> None:
+    tables = _tables()
+    old = load_screen(_write(tmp_path / "old", tables))  # older metadata: no drug column
+    assert old.compounds["drug"].null_count() == 3
+    header = (write_screen(old, tmp_path / "old_copy") / "compounds.csv").read_text().splitlines()[0]
+    assert header == "compound,moa,smiles,set"
+    for row, drug in zip(tables["compounds"], ("", "vorinostat", "olaparib")):
+        row["drug"] = drug
+    screen = load_screen(_write(tmp_path / "new", tables))
+    assert screen.compounds["drug"].to_list() == [None, "vorinostat", "olaparib"]
+    out = write_screen(screen, tmp_path / "copy")
+    header = (out / "compounds.csv").read_text().splitlines()[0]
+    assert header == "compound,moa,smiles,set,drug"
+    assert load_screen(out).compounds.equals(screen.compounds)
+
+
+def _bad_tables(folder: Path, tables: dict[str, Any]) -> PlateMapError:
+    with pytest.raises(PlateMapError) as info:
+        load_screen(_write(folder, tables))
+    return info.value

@@ -13,7 +13,9 @@ import tifffile
 from scipy import ndimage as ndi
 
 from lcd_core.synth import generate_screen, make_spec, render_masks
-from lcd_core.synth.compounds import _MOA_CORE, make_compounds
+from lcd_core.molecules import canonical_smiles
+from lcd_core.synth.compounds import make_compounds
+from lcd_core.synth.drugs import DRUGS
 from lcd_core.synth.design import MOAS
 from lcd_core.synth.plates import holdout_layout_keys, make_layouts, training_layout_keys
 
@@ -116,7 +118,8 @@ def test_deterministic_same_seed(screen, screen_same, tmp_path):
 def test_metadata_formats(screen):
     md = screen.metadata_dir
     comp = pl.read_csv(md / "compounds.csv")
-    assert comp.columns == ["compound", "moa", "smiles", "set"]
+    assert comp.columns == ["compound", "moa", "smiles", "set", "drug"]
+    assert comp.filter(pl.col("compound") == "POLY-AURK-JAK")["drug"].to_list() == ["TAK-901"]
     assert set(comp["set"]) == {"training", "holdout", "control"}
     assert comp.filter(pl.col("compound") == "DMSO")["set"].to_list() == ["control"]
     assert "DMSO" in comp["compound"].to_list()
@@ -303,15 +306,18 @@ def test_render_masks_and_truth_tables(screen):
 
 def test_spec_knobs_and_presets():
     demo = make_spec("demo")
-    assert demo.n_measurements == 50 and demo.wells_per_layout == 54 and demo.n_compounds == 22
-    assert demo.n_holdout_compounds == 10 and demo.holdout_wells_per_layout == 42 and demo.n_holdout_layouts == 1
-    assert demo.n_images == 5 * 2 * (4 * 54 + 42) * 2 * 3
-    assert make_spec("demo", holdout_compounds_per_moa=0).n_measurements == 40
-    assert holdout_layout_keys(demo) == ["L05"] and training_layout_keys(demo) == ["L01", "L02", "L03", "L04"]
+    # the paper's five timepoints, one field, the holdout compounds on the four training layouts
+    assert demo.timepoints_h == (4, 8, 12, 16, 20) and demo.fields == 1
+    assert demo.n_measurements == 100 and demo.wells_per_layout == 64 and demo.n_compounds == 22
+    assert demo.n_holdout_compounds == 10 and demo.n_holdout_layouts == 0 and demo.holdout_on_training_layouts
+    assert demo.n_images == 5 * 5 * 4 * 64 * 1 * 3
+    assert make_spec("demo", holdout_compounds_per_moa=0).n_measurements == 100
+    own = make_spec("demo", holdout_layouts=1)
+    assert own.n_measurements == 125 and own.wells_per_layout == 54 and own.holdout_wells_per_layout == 42
+    assert holdout_layout_keys(own) == ["L05"] and training_layout_keys(own) == ["L01", "L02", "L03", "L04"]
+    assert holdout_layout_keys(demo) == [] and len(make_spec("timelapse").timepoints_h) == 12
     with pytest.raises(ValueError):
         make_spec("demo", holdout_unknown_moa=11)
-    with pytest.raises(ValueError):
-        make_spec("demo", holdout_layouts=0)
     assert demo.replica_doses_um == (0.156, 0.625, 2.5, 10.0, 10.0)
     small = make_spec("small")
     assert small.n_compounds == 12 and small.control_wells == 8
@@ -319,6 +325,18 @@ def test_spec_knobs_and_presets():
         make_spec("demo", not_a_knob=1)
     names = [c.name for c in make_compounds(demo, 0)]
     assert len(names) == len(set(names)) and "AURK-1" in names and "INACT-1" in names
+
+
+def test_holdout_compounds_on_the_training_layouts_without_holdout_layouts():
+    spec = make_spec("small", holdout_layouts=0)
+    compounds = make_compounds(spec, 0)
+    layouts = make_layouts(spec, compounds, 0)
+    holdout = {c.name for c in compounds if c.compound_set == "holdout"}
+    assert sorted(layouts) == training_layout_keys(spec) and len(holdout) == 10
+    for wells in layouts.values():
+        names = [w.compound for w in wells]
+        assert holdout <= set(names) and len(names) == spec.wells_per_layout == 12 + 10 + 8
+        assert len({(w.row, w.col) for w in wells}) == len(wells)
 
 
 def test_paths_are_paths(screen):
@@ -342,10 +360,10 @@ def test_holdout_compounds_share_classes_and_sit_on_their_own_layouts(screen):
     assert all(n.split("-")[-1].startswith("H") for n in hold["compound"])
     assert not set(hold["compound"]) & set(train["compound"])
     assert not set(hold["smiles"]) & set(train["smiles"])
-    # same ten classes, same chemotypes, own potencies
+    # same ten classes, real drugs of the class, own potencies
     assert set(hold["moa"]) == set(MOAS) <= set(train["moa"])
     for row in hold.iter_rows(named=True):
-        assert _MOA_CORE[row["moa"]] in row["smiles"]
+        assert row["smiles"] in {canonical_smiles(d.smiles) for d in DRUGS[row["moa"]]}
     assert hold["ec50_um"].is_not_null().all() and hold["ec50_um"].n_unique() == hold.height
     assert set(comp.filter(pl.col("set") == "holdout")["compound"]) == set(hold["compound"])
     # holdout compounds only on holdout layouts, training compounds never there
@@ -423,16 +441,19 @@ def _training_digest(preset: str, seed: int, **overrides) -> str:
 
 # recorded with the generator as it was before the holdout set existed
 _TRAINING_DIGESTS = {
-    ("demo", 0): "a4346391d6764511a3f5a66dcb10f21240b2f4a9cbfa5a17df268ed4bc771592",
-    ("small", 0): "f0e52b910f33e2c7aba2888cc03a9a7b229e21aa2b384be7d6c5c6086d300252",
-    ("small", 7): "c7ad8ee402a1d3019c34ce6c2a7498503577d39547a6780543c548d4a42d322b",
+    ("demo", 0): "59174474c7b2dd0461f13db9ab51fd916c5bf76c4e0c92689049e089d7b6f7e2",
+    ("small", 0): "44aa020a824b4ce6e71a0b54ac9100e5e0e895905b258010dbd3a24841f148fa",
+    ("small", 7): "4cf2bf77ed5b6e79a67f4067079e0489a6b5841ad29d2bd30d2e1937daf4f8f9",
 }
 
 
 @pytest.mark.parametrize("overrides", [{}, {"holdout_compounds_per_moa": 0}, {"holdout_compounds_per_moa": 3, "holdout_layouts": 2, "holdout_unknown_moa": 5}])
 def test_training_design_unchanged_by_holdout(overrides):
+    """Holds while the holdout compounds have layouts of their own (the demo's default puts them on
+    the training layouts, by design)."""
     for (preset, seed), digest in _TRAINING_DIGESTS.items():
-        assert _training_digest(preset, seed, **overrides) == digest, (preset, seed, overrides)
+        own = {"holdout_layouts": 1, **overrides}
+        assert _training_digest(preset, seed, **own) == digest, (preset, seed, own)
 
 
 def test_training_plates_unchanged_by_holdout(screen, tmp_path):

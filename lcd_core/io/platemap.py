@@ -2,7 +2,8 @@
 
 Files (CSV, or Parquet for the three tables):
 
-- ``compounds.csv``: ``compound, moa, smiles``
+- ``compounds.csv``: ``compound, moa, smiles`` and optionally ``set`` (training / holdout /
+  control) and ``drug`` (the drug's name, e.g. ``alisertib`` for ``AURK-1``)
 - ``layouts.csv``: ``layout, well, compound, moa, smiles, role``
 - ``registry.csv``: ``barcode, replica, layout, dose_um, dosed_at``
 - ``screen.json``: :class:`ScreenConfig`
@@ -11,6 +12,11 @@ Bad metadata fails loudly: :class:`~lcd_core.io.tables.PlateMapError` names the 
 offending row (line numbers as in the file, the header being line 1), never silently dropping or
 duplicating a well. Tables are read by :mod:`lcd_core.io.tables`; the run registry is validated by
 :mod:`lcd_core.io.registry`.
+
+Structures: every SMILES (compounds.csv and layouts.csv) is canonicalised with
+:func:`lcd_core.molecules.canonical_smiles`; an invalid one is an error naming the file, line,
+compound and reason. A compound listed without a SMILES is accepted (``has_structure`` false in
+``Screen.compounds``, :meth:`Screen.compounds_without_structure`), never dropped.
 """
 
 from __future__ import annotations
@@ -29,11 +35,18 @@ import polars as pl
 from lcd_core.io.registry import REGISTRY_COLUMNS, normalised_key, validate_registry
 from lcd_core.io.tables import PlateMapError, Problems, RawTable, cap_list, read_table
 from lcd_core.keys import layout_key, parse_dose_key, parse_well, timepoint_key, well_name
+from lcd_core.molecules import InvalidStructure, canonical_smiles, structure_problem
 
 COMPOUND_COLUMNS: tuple[str, ...] = ("compound", "moa", "smiles")
 # optional column of compounds.csv: which compound set (training / holdout) a compound belongs to;
 # missing values default to "control" for the control compound and "training" otherwise
 COMPOUND_SETS: tuple[str, ...] = ("training", "holdout", "control")
+# optional column of compounds.csv: the name of the drug a compound is (older metadata lacks it)
+COMPOUND_DRUG = "drug"
+_COMPOUND_SCHEMA: dict[str, Any] = {
+    "compound": pl.String, "moa": pl.String, "smiles": pl.String, "set": pl.String,
+    COMPOUND_DRUG: pl.String, "has_structure": pl.Boolean,
+}
 LAYOUT_COLUMNS: tuple[str, ...] = ("layout", "well", "compound", "moa", "smiles", "role")
 ROLES: frozenset[str] = frozenset({"treatment", "negative_control"})
 
@@ -129,9 +142,22 @@ def _load_config(metadata_dir: Path) -> ScreenConfig:
     return ScreenConfig.from_dict(data, path)
 
 
+def _structure(rec: dict[str, str | None], i: int, probs: Problems, columns: Sequence[str]) -> str | None:
+    """Canonical SMILES of a row (None when empty or invalid; an invalid one is a problem)."""
+    smiles = rec.get("smiles")
+    if smiles is None:
+        return None
+    try:
+        return canonical_smiles(smiles)
+    except InvalidStructure:
+        probs.row("invalid SMILES", i, columns, structure_problem(smiles) or "invalid")
+        return None
+
+
 def _validate_compounds(raw: RawTable, config: ScreenConfig) -> pl.DataFrame:
     probs = Problems(raw)
     seen: dict[str, int] = {}
+    rows: list[tuple[Any, ...]] = []
     for i, rec in enumerate(raw.rows):
         name = rec["compound"]
         if name is None:
@@ -143,19 +169,15 @@ def _validate_compounds(raw: RawTable, config: ScreenConfig) -> pl.DataFrame:
             seen[name] = i
         if rec.get("set") is not None and rec["set"] not in COMPOUND_SETS:
             probs.row(f"set not one of {COMPOUND_SETS}", i, (*COMPOUND_COLUMNS, "set"))
+        smiles = _structure(rec, i, probs, ("compound", "smiles"))
+        compound_set = rec.get("set") or ("control" if name == config.control else "training")
+        rows.append((name, rec["moa"], smiles, compound_set, rec.get(COMPOUND_DRUG), smiles is not None))
     probs.raise_if_any()
     if config.control not in seen:
         raise PlateMapError(
             f"{raw.path}: control compound {config.control!r} (screen.json) is not listed", raw.path
         )
-    sets = [
-        r.get("set") or ("control" if r["compound"] == config.control else "training")
-        for r in raw.rows
-    ]
-    return pl.DataFrame(
-        {**{c: [r[c] for r in raw.rows] for c in COMPOUND_COLUMNS}, "set": sets},
-        schema={c: pl.String for c in (*COMPOUND_COLUMNS, "set")},
-    )
+    return pl.DataFrame(rows, schema=_COMPOUND_SCHEMA, orient="row")
 
 
 _LAYOUT_SCHEMA: dict[str, Any] = {
@@ -181,18 +203,23 @@ def _layout_well(rec: dict[str, str | None], i: int, config: ScreenConfig, probs
     return well_name(r, c), r, c
 
 
-def _check_layout_compound(rec: dict[str, str | None], i: int, ref: dict[str, dict], probs: Problems) -> None:
-    """The compound is listed in compounds.csv, with the same moa and smiles."""
+def _check_layout_compound(
+    rec: dict[str, str | None], smiles: str | None, i: int, ref: dict[str, dict], probs: Problems
+) -> None:
+    """The compound is listed in compounds.csv, with the same moa and structure (canonical ``smiles``)."""
     comp = rec["compound"]
     if comp is None:
         probs.row("empty compound", i, ("layout", "well", "compound"))
     elif comp not in ref:
         probs.row("compound not in compounds file", i, ("layout", "well", "compound"))
     else:
-        for attr in ("moa", "smiles"):
-            if rec[attr] != ref[comp][attr]:
-                probs.row(f"{attr} disagrees with compounds file", i, ("layout", "well", "compound", attr),
-                          f"compounds file says {ref[comp][attr]!r}")
+        if rec["moa"] != ref[comp]["moa"]:
+            probs.row("moa disagrees with compounds file", i, ("layout", "well", "compound", "moa"),
+                      f"compounds file says {ref[comp]['moa']!r}")
+        valid = rec["smiles"] is None or smiles is not None
+        if valid and smiles != ref[comp]["smiles"]:
+            probs.row("smiles disagrees with compounds file", i, ("layout", "well", "compound", "smiles"),
+                      f"compounds file says {ref[comp]['smiles']!r}")
 
 
 def _check_role(comp: str | None, role: str | None, i: int, control: str, probs: Problems) -> None:
@@ -235,9 +262,10 @@ def _validate_layouts(raw: RawTable, config: ScreenConfig, compounds: pl.DataFra
         if first != i:
             dup_idx.update((first, i))
         role = (rec["role"] or "").lower() or None
-        _check_layout_compound(rec, i, ref, probs)
+        smiles = _structure(rec, i, probs, ("layout", "well", "compound", "smiles"))
+        _check_layout_compound(rec, smiles, i, ref, probs)
         _check_role(rec["compound"], role, i, config.control, probs)
-        rows.append((lay, well, r, c, rec["compound"], rec["moa"], rec["smiles"], role))
+        rows.append((lay, well, r, c, rec["compound"], rec["moa"], smiles, role))
     for i in sorted(dup_idx):
         probs.row("duplicate well within a layout", i, ("layout", "well", "compound"))
     probs.raise_if_any()
@@ -255,8 +283,11 @@ def _validate_layouts(raw: RawTable, config: ScreenConfig, compounds: pl.DataFra
 class Screen:
     """A validated screen: config plus normalised compounds, layouts and registry tables.
 
-    ``layouts`` has ``layout, well, row, col, compound, moa, smiles, role``; ``registry`` has
-    ``barcode, replica, layout, plate, dose_um, dose, dosed_at`` (UTC).
+    ``compounds`` has ``compound, moa, smiles, set, drug, has_structure`` (``smiles`` canonical,
+    null with ``has_structure`` false for a compound listed without a structure; ``drug`` null
+    where compounds.csv has no ``drug`` column); ``layouts`` has ``layout, well, row, col,
+    compound, moa, smiles, role``; ``registry`` has ``barcode, replica, layout, plate, dose_um,
+    dose, dosed_at`` (UTC).
     """
 
     config: ScreenConfig
@@ -271,6 +302,10 @@ class Screen:
         for rec in self.registry.iter_rows(named=True):
             self._by_barcode[rec["barcode"]] = rec
             self._by_plate[rec["plate"]] = rec
+
+    def compounds_without_structure(self) -> list[str]:
+        """Compounds listed without a SMILES (``has_structure`` false), in file order."""
+        return self.compounds.filter(~pl.col("has_structure"))["compound"].to_list()
 
     def _registry_name(self) -> str:
         return str(self.source / "registry.csv") if self.source else "the run registry"
@@ -417,6 +452,13 @@ def _csv_text(df: pl.DataFrame, columns: Sequence[str], name: str) -> str:
     return out.write_csv()
 
 
+def _compound_columns(compounds: pl.DataFrame) -> tuple[str, ...]:
+    """Columns of compounds.csv: the required ones, ``set`` when present, ``drug`` when it names any drug."""
+    has_set = "set" in compounds.columns
+    has_drug = COMPOUND_DRUG in compounds.columns and compounds[COMPOUND_DRUG].null_count() < compounds.height
+    return (*COMPOUND_COLUMNS, *(("set",) if has_set else ()), *((COMPOUND_DRUG,) if has_drug else ()))
+
+
 def write_metadata(
     metadata_dir: Path | str,
     config: ScreenConfig,
@@ -426,8 +468,9 @@ def write_metadata(
 ) -> Path:
     """Write ``screen.json`` and the three CSVs into ``metadata_dir`` (each file atomically).
 
-    Only the canonical columns are written (extra columns such as ``row``/``plate`` are
-    dropped); ``dosed_at`` may be a tz-aware datetime or ISO 8601 text.
+    Only the canonical columns are written (extra columns such as ``row``/``plate`` or
+    ``has_structure`` are dropped; the optional ``set`` of compounds is kept when present, its
+    ``drug`` when it names any drug); ``dosed_at`` may be a tz-aware datetime or ISO 8601 text.
 
     Returns
     -------
@@ -436,9 +479,7 @@ def write_metadata(
     """
     metadata_dir = Path(metadata_dir)
     texts = {
-        "compounds.csv": _csv_text(
-            compounds, (*COMPOUND_COLUMNS, *(("set",) if "set" in compounds.columns else ())), "compounds"
-        ),
+        "compounds.csv": _csv_text(compounds, _compound_columns(compounds), "compounds"),
         "layouts.csv": _csv_text(layouts, LAYOUT_COLUMNS, "layouts"),
         "registry.csv": _csv_text(registry, REGISTRY_COLUMNS, "registry"),
         "screen.json": json.dumps(config.to_dict(), indent=2) + "\n",

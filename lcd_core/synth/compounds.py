@@ -1,69 +1,27 @@
-"""Compounds of a synthetic screen: names, SMILES of each MoA's chemotype and the true dose-time response.
+"""Compounds of a synthetic screen: real drugs of each MoA and their true dose-time response.
 
-SMILES grammar: cap + linker + MoA core + linker + tail.  Every fragment is written so that the
-bond to its neighbour lands on an atom with a free valence (aromatic CH, aliphatic C, ring N),
-so every concatenation is a valid, RDKit-parsable SMILES.  Compounds of one MoA share a core
-(a chemotype), which gives the molecule encoder of MolCLIP something real to learn.
+Every compound is a known drug of its class (:mod:`lcd_core.synth.drugs`): per MoA the drug table
+is shuffled once per seed, the training set (``AURK-1`` …) takes the first ``compounds_per_moa``
+drugs and the holdout set (``AURK-H1`` …) the next ``holdout_compounds_per_moa``, so the two sets
+never share a drug and the training set does not depend on the holdout knobs.  The
+polypharmacology compounds (``POLY-AURK-JAK`` = TAK-901 …) and the inactive ones (``INACT-1`` =
+iniparib …) are fixed drugs.  ``Compound.drug`` is the drug's name, ``Compound.smiles`` its RDKit
+canonical SMILES (:func:`lcd_core.molecules.canonical_smiles`).  Potencies and the response model
+are drawn, not the drugs' own: the screens are synthetic.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from lcd_core.synth.design import DMSO_SMILES, MOA_ONSET_H, MOA_PREFIX, MOAS, POLY_PAIRS, ScreenSpec, rng_for
-
-
-_MOA_CORE: dict[str, str] = {
-    "ATPase": "c1ccc2[nH]c(cc2c1)",  # indole (C5 / C2)
-    "Aurora kinase": "c1cnc(nc1)",  # 2,5-pyrimidine
-    "HDAC": "c1ccc(cc1)C=CC(=O)N",  # cinnamamide (hydroxamate-like)
-    "JAK": "c1ccc2ncnc(c2c1)",  # quinazoline
-    "HSP": "c1ccc(s1)",  # 2,5-thiophene
-    "PARP": "c1ccc2cc(ccc2c1)",  # 2,6-naphthalene
-    "protein synthesis": "C1CCN(CC1)",  # piperidine
-    "topoisomerase": "c1ccc(nc1)",  # 2,5-pyridine
-    "tubulin polymerization": "c1cc(OC)c(OC)c(c1)",  # dimethoxyphenyl (combretastatin-like)
-    "retinoid receptor agonist": "C(C)=CC=CC(C)=C",  # polyene chain (retinoid-like)
-}
-_CAPS: tuple[str, ...] = (
-    "c1ccccc1",
-    "Cc1ccc(cc1)",
-    "Fc1ccc(cc1)",
-    "Clc1ccc(cc1)",
-    "COc1ccc(cc1)",
-    "FC(F)(F)c1ccc(cc1)",
-    "c1ccncc1",
-    "C1CCOCC1",
-    "CN1CCN(CC1)",
-    "CC(C)",
-    "C1CC1",
-    "CN(C)C",
-)
-_LINKS: tuple[str, ...] = ("", "C(=O)N", "NC(=O)", "C", "O", "N", "S(=O)(=O)N", "CC", "C(=O)", "NC(=O)N")
-_TAILS: tuple[str, ...] = (
-    "C",
-    "CC",
-    "N1CCOCC1",
-    "N1CCN(C)CC1",
-    "c1ccccc1",
-    "C(F)(F)F",
-    "C(=O)O",
-    "C(=O)N",
-    "c1ccncc1",
-    "Cl",
-    "F",
-    "C#N",
-    "OC",
-    "C1CC1",
-)
-
-
-# junctions we refuse (valid SMILES, but peroxides / hydrazines / N-halogens look un-drug-like)
-_HETERO_JUNCTIONS: tuple[str, ...] = ("OO", "OF", "OCl", "NCl", "NF", "ON", "NO", "NN", "SN1", "ON1", "NN1")
+from lcd_core.molecules import canonical_smiles
+from lcd_core.synth.design import MOA_ONSET_H, MOA_PREFIX, MOAS, POLY_PAIRS, ScreenSpec, rng_for
+from lcd_core.synth.drugs import DRUGS, INACTIVE, POLYPHARMACOLOGY, Drug
 
 
 @dataclass(frozen=True)
@@ -73,6 +31,7 @@ class Compound:
     The applied effect (0..1, fraction of the MoA's full morphology program) at dose ``d`` µM and
     ``t`` h after dosing is ``max_effect · d^h / (d^h + ec50^h) · (1 − exp(−t / onset_h))``; a
     polypharmacology compound applies its secondary MoA's program with its own EC50 and weight.
+    ``drug`` names the real drug whose structure ``smiles`` is (canonical SMILES).
     """
 
     name: str
@@ -89,6 +48,7 @@ class Compound:
     is_inactive: bool = False
     compound_set: str = "training"  # "training" or "holdout"
     moa_hidden: bool = False  # listed with an empty moa in the metadata although ``moa`` is known
+    drug: str = ""  # the real drug this compound is (lcd_core.synth.drugs), e.g. "alisertib"
 
     @property
     def moa_listed(self) -> str:
@@ -110,38 +70,58 @@ def _effect(dose: float, t: float, ec50: float, hill: float, emax: float, onset:
     return float(emax * occ * (1.0 - math.exp(-max(t, 0.0) / onset)))
 
 
-def _smiles_for(core: str, rng: np.random.Generator, used: set[str]) -> str:
-    for _ in range(1000):
-        cap = _CAPS[rng.integers(len(_CAPS))]
-        l1 = _LINKS[rng.integers(len(_LINKS))]
-        l2 = _LINKS[rng.integers(len(_LINKS))]
-        tail = _TAILS[rng.integers(len(_TAILS))]
-        smi = f"{cap}{l1}{core}{l2}{tail}"
-        if any(bad in smi for bad in _HETERO_JUNCTIONS):
-            continue
-        if smi not in used:
-            used.add(smi)
-            return smi
-    raise RuntimeError("could not draw a distinct SMILES")  # pragma: no cover
+@functools.lru_cache(maxsize=None)
+def _structure(smiles: str) -> str:
+    """Canonical SMILES of a drug of the table (cached: the table is fixed)."""
+    return canonical_smiles(smiles)
+
+
+def drugs_for(spec: ScreenSpec, seed: int, moa: str) -> tuple[tuple[Drug, ...], tuple[Drug, ...]]:
+    """The drugs of one MoA for a screen: ``(training, holdout)``, never sharing a drug.
+
+    The MoA's drug table is shuffled by its own random stream of the seed; the training set takes
+    the first ``compounds_per_moa`` drugs, the holdout set the next ``holdout_compounds_per_moa``.
+
+    Raises
+    ------
+    ValueError
+        When the two sets ask for more drugs than the table holds for this MoA.
+    """
+    table = DRUGS[moa]
+    n_train, n_hold = spec.compounds_per_moa, max(spec.holdout_compounds_per_moa, 0)
+    if n_train + n_hold > len(table):
+        smallest = min(len(v) for v in DRUGS.values())
+        raise ValueError(
+            f"the drug table (lcd_core.synth.drugs) holds {len(table)} {moa!r} drugs, but "
+            f"compounds_per_moa={n_train} + holdout_compounds_per_moa={n_hold} = {n_train + n_hold} "
+            f"are asked; every class holds at least {smallest}, so keep the sum at most {smallest}"
+        )
+    order = rng_for(seed, "drugs", moa).permutation(len(table))
+    picked = [table[i] for i in order[: n_train + n_hold]]
+    return tuple(picked[:n_train]), tuple(picked[n_train:])
 
 
 def make_compounds(spec: ScreenSpec, seed: int) -> list[Compound]:
     """All compounds (no DMSO): the training set, then the holdout set (``make_holdout_compounds``).
 
-    Training set: ``compounds_per_moa`` per MoA, polypharmacology, inactive.  Potencies are spread
-    evenly (with jitter) over ``log10_ec50_range`` within each MoA, so every MoA has potent and weak
-    members and the low doses find only some compounds active.  The holdout set draws from its own
-    random streams after the training set, so the training set is the same with or without it.
+    Training set: ``compounds_per_moa`` drugs per MoA, polypharmacology, inactive.  Potencies are
+    spread evenly (with jitter) over ``log10_ec50_range`` within each MoA, so every MoA has potent
+    and weak members and the low doses find only some compounds active.  The holdout set draws
+    from its own random streams, so the training set is the same with or without it.
+
+    Raises
+    ------
+    ValueError
+        When the screen asks for more drugs of a class than the drug table holds.
     """
-    used: set[str] = {DMSO_SMILES}
-    out = _training_compounds(spec, seed, used)
-    return out + make_holdout_compounds(spec, seed, used)
+    return _training_compounds(spec, seed) + make_holdout_compounds(spec, seed)
 
 
 def _moa_compounds(
-    spec: ScreenSpec, rng: np.random.Generator, mi: int, moa: str, n: int, used: set[str], name_fmt: str, **extra
+    spec: ScreenSpec, rng: np.random.Generator, mi: int, moa: str, drugs: tuple[Drug, ...], name_fmt: str, **extra
 ) -> list[Compound]:
-    """``n`` compounds of one MoA with stratified potencies (offset per MoA) drawn from ``rng``."""
+    """One compound per drug of one MoA, with stratified potencies (offset per MoA) drawn from ``rng``."""
+    n = len(drugs)
     lo, hi = spec.log10_ec50_range
     # stratified potencies, offset per MoA so the classes are not all identical
     u = (np.arange(n) + rng.uniform(0.15, 0.85, n)) / n
@@ -151,34 +131,32 @@ def _moa_compounds(
         Compound(
             name=name_fmt.format(prefix=MOA_PREFIX[moa], k=k + 1),
             moa=moa,
-            smiles=_smiles_for(_MOA_CORE[moa], rng, used),
+            smiles=_structure(drug.smiles),
             ec50_um=round(float(10 ** log_ec50[k]), 4),
             hill=round(float(rng.uniform(*spec.hill_range)), 3),
             max_effect=round(float(rng.uniform(*spec.max_effect_range) * spec.effect_scale), 3),
             onset_h=round(MOA_ONSET_H[moa] * float(rng.uniform(0.8, 1.25)), 2),
+            drug=drug.name,
             **extra,
         )
-        for k in range(n)
+        for k, drug in enumerate(drugs)
     ]
 
 
-def make_holdout_compounds(spec: ScreenSpec, seed: int, used: set[str] | None = None) -> list[Compound]:
+def make_holdout_compounds(spec: ScreenSpec, seed: int) -> list[Compound]:
     """The holdout set: ``holdout_compounds_per_moa`` per MoA (``AURK-H1`` …), ``compound_set="holdout"``.
 
-    Same MoA programs and chemotypes as the training set, own potencies and SMILES (distinct from
-    every SMILES in ``used``, which defaults to the training set's); ``holdout_unknown_moa`` of them,
-    chosen at random (at most one per MoA while possible), get ``moa_hidden=True``.
+    Drugs of the same MoA classes other than the training set's (:func:`drugs_for`), with the same
+    MoA programs and their own potencies; ``holdout_unknown_moa`` of them, chosen at random (at
+    most one per MoA while possible), get ``moa_hidden=True``.
     """
     if spec.holdout_compounds_per_moa <= 0:
         return []
-    if used is None:
-        used = {DMSO_SMILES}
-        _training_compounds(spec, seed, used)
     out: list[Compound] = []
     for mi, moa in enumerate(MOAS):
         rng = rng_for(seed, "holdout-compounds", moa)
         out += _moa_compounds(
-            spec, rng, mi, moa, spec.holdout_compounds_per_moa, used, "{prefix}-H{k}", compound_set="holdout"
+            spec, rng, mi, moa, drugs_for(spec, seed, moa)[1], "{prefix}-H{k}", compound_set="holdout"
         )
     k = spec.holdout_unknown_moa
     if k:
@@ -191,46 +169,56 @@ def make_holdout_compounds(spec: ScreenSpec, seed: int, used: set[str] | None = 
     return out
 
 
-def _training_compounds(spec: ScreenSpec, seed: int, used: set[str]) -> list[Compound]:
-    """The training set (per-MoA compounds, polypharmacology, inactive); adds its SMILES to ``used``."""
+def _training_compounds(spec: ScreenSpec, seed: int) -> list[Compound]:
+    """The training set: per-MoA compounds, polypharmacology, inactive."""
     out: list[Compound] = []
     for mi, moa in enumerate(MOAS):
         rng = rng_for(seed, "compounds", moa)
-        out += _moa_compounds(spec, rng, mi, moa, spec.compounds_per_moa, used, "{prefix}-{k}")
-    for primary, secondary, name in POLY_PAIRS[: spec.n_polypharmacology]:
-        rng = rng_for(seed, "poly", name)
-        core = _MOA_CORE[primary] + _LINKS[1] + _MOA_CORE[secondary]
-        out.append(
-            Compound(
-                name=name,
-                moa=primary,
-                smiles=_smiles_for(core, rng, used),
-                ec50_um=round(float(10 ** rng.uniform(-1.0, -0.3)), 4),
-                hill=round(float(rng.uniform(*spec.hill_range)), 3),
-                max_effect=round(0.9 * spec.effect_scale, 3),
-                onset_h=MOA_ONSET_H[primary],
-                moa_secondary=secondary,
-                ec50_secondary_um=round(float(10 ** rng.uniform(-0.2, 0.4)), 4),
-                max_effect_secondary=round(0.75 * spec.effect_scale, 3),
-                onset_secondary_h=MOA_ONSET_H[secondary],
-            )
-        )
-    for k in range(spec.n_inactive):
-        rng = rng_for(seed, "inactive", k)
-        core = _MOA_CORE[spec.inactive_moa] if spec.inactive_moa else "c1ccc(cc1)"
-        out.append(
-            Compound(
-                name=f"INACT-{k + 1}",
-                moa=spec.inactive_moa,
-                smiles=_smiles_for(core, rng, used),
-                ec50_um=math.inf,
-                hill=1.0,
-                max_effect=0.0,
-                onset_h=MOA_ONSET_H.get(spec.inactive_moa, 8.0),
-                is_inactive=True,
-            )
-        )
-    return out
+        out += _moa_compounds(spec, rng, mi, moa, drugs_for(spec, seed, moa)[0], "{prefix}-{k}")
+    out += [_poly_compound(spec, seed, *pair) for pair in POLY_PAIRS[: spec.n_polypharmacology]]
+    return out + [_inactive_compound(spec, seed, k) for k in range(spec.n_inactive)]
 
 
-__all__ = ["Compound", "make_compounds", "make_holdout_compounds"]
+def _poly_compound(spec: ScreenSpec, seed: int, primary: str, secondary: str, name: str) -> Compound:
+    """The two-MoA compound of one pair of ``POLY_PAIRS`` (its drug from ``POLYPHARMACOLOGY``)."""
+    drug = POLYPHARMACOLOGY.get((primary, secondary))
+    if drug is None:
+        raise ValueError(f"no polypharmacology drug for {primary!r} + {secondary!r} in lcd_core.synth.drugs")
+    rng = rng_for(seed, "poly", name)
+    return Compound(
+        name=name,
+        moa=primary,
+        smiles=_structure(drug.smiles),
+        ec50_um=round(float(10 ** rng.uniform(-1.0, -0.3)), 4),
+        hill=round(float(rng.uniform(*spec.hill_range)), 3),
+        max_effect=round(0.9 * spec.effect_scale, 3),
+        onset_h=MOA_ONSET_H[primary],
+        moa_secondary=secondary,
+        ec50_secondary_um=round(float(10 ** rng.uniform(-0.2, 0.4)), 4),
+        max_effect_secondary=round(0.75 * spec.effect_scale, 3),
+        onset_secondary_h=MOA_ONSET_H[secondary],
+        drug=drug.name,
+    )
+
+
+def _inactive_compound(spec: ScreenSpec, seed: int, k: int) -> Compound:
+    """``INACT-{k+1}``: the k-th drug of ``INACTIVE``, labelled ``spec.inactive_moa``, no effect."""
+    if k >= len(INACTIVE):
+        raise ValueError(
+            f"n_inactive={spec.n_inactive} but the drug table (lcd_core.synth.drugs.INACTIVE) holds "
+            f"{len(INACTIVE)} inactive drugs"
+        )
+    return Compound(
+        name=f"INACT-{k + 1}",
+        moa=spec.inactive_moa,
+        smiles=_structure(INACTIVE[k].smiles),
+        ec50_um=math.inf,
+        hill=1.0,
+        max_effect=0.0,
+        onset_h=MOA_ONSET_H.get(spec.inactive_moa, 8.0),
+        is_inactive=True,
+        drug=INACTIVE[k].name,
+    )
+
+
+__all__ = ["Compound", "drugs_for", "make_compounds", "make_holdout_compounds"]

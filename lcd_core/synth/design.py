@@ -114,8 +114,10 @@ class ScreenSpec:
         holdout_layouts: layouts of the holdout set; they continue the layout numbering after the
             ``n_layouts`` training layouts (L05 … for 4 training layouts), each holds every holdout
             compound (``wells_per_compound`` wells) and ``control_wells`` DMSO wells, and they are
-            imaged in every replica at every timepoint like training layouts. Ignored (no holdout
-            layouts) when ``holdout_compounds_per_moa`` is 0.
+            imaged in every replica at every timepoint like training layouts. 0 puts the holdout
+            compounds on every training layout instead (no extra plates; every dose then has
+            positives from other plates, like the training compounds'). Ignored when
+            ``holdout_compounds_per_moa`` is 0.
         holdout_unknown_moa: how many holdout compounds are listed with an *empty* moa in
             compounds.csv / layouts.csv ("unknown MoA", to be predicted); the truth keeps their
             class (at most one per MoA while possible). Default 0; ``demo`` / ``small`` use 1.
@@ -243,13 +245,11 @@ class ScreenSpec:
             raise ValueError(f"n_polypharmacology must be 0..{len(POLY_PAIRS)}")
         if self.inactive_moa and self.inactive_moa not in MOAS:
             raise ValueError(f"inactive_moa {self.inactive_moa!r} is not one of {MOAS}")
-        n_wells = self.n_compounds * self.wells_per_compound + self.control_wells
+        n_wells = self.wells_per_layout
         if n_wells > len(usable_wells(self)):
             raise ValueError(f"{n_wells} wells per layout do not fit the {len(usable_wells(self))} usable wells")
         if self.holdout_compounds_per_moa < 0 or self.holdout_layouts < 0 or self.holdout_unknown_moa < 0:
             raise ValueError("holdout_compounds_per_moa, holdout_layouts and holdout_unknown_moa must be >= 0")
-        if self.holdout_compounds_per_moa > 0 and self.holdout_layouts < 1:
-            raise ValueError("a holdout compound set needs holdout_layouts >= 1")
         if self.holdout_compounds_per_moa > 0 and self.holdout_unknown_moa > self.n_holdout_compounds:
             raise ValueError(
                 f"holdout_unknown_moa={self.holdout_unknown_moa} exceeds the {self.n_holdout_compounds} holdout compounds"
@@ -285,9 +285,15 @@ class ScreenSpec:
         return len(self.replica_doses_um)
 
     @property
+    def holdout_on_training_layouts(self) -> bool:
+        """The holdout compounds share the training layouts (``holdout_layouts=0``)."""
+        return self.holdout_compounds_per_moa > 0 and self.holdout_layouts == 0
+
+    @property
     def wells_per_layout(self) -> int:
-        """Wells of a training layout."""
-        return self.n_compounds * self.wells_per_compound + self.control_wells
+        """Wells of a training layout (holdout compounds included when they share it)."""
+        shared = self.n_holdout_compounds if self.holdout_on_training_layouts else 0
+        return (self.n_compounds + shared) * self.wells_per_compound + self.control_wells
 
     @property
     def holdout_wells_per_layout(self) -> int:
@@ -307,12 +313,19 @@ class ScreenSpec:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
-#: Presets. ``demo`` runs the whole platform on 2 cores; ``small`` is for tests (seconds).
+#: Presets. ``demo`` runs the whole platform on 2 cores: the paper's five timepoints, one field per
+#: well (the time-lapse costs 2.5× the measurements of two timepoints; a second field would double
+#: the tiles again), the holdout compounds on the training layouts (positives from other plates at
+#: every dose). ``timelapse`` images every 2 h to 24 h for the MolCLIP experiment; ``small`` is for
+#: tests (seconds).
 #: Paper scale is e.g. ``generate_screen(out, "demo", n_layouts=8, timepoints_h=(4, 8, 12, 16, 20),
 #: fields=4, image_size=1080, control_wells=32, compounds_per_moa=8, holdout_compounds_per_moa=9,
 #: holdout_layouts=4, holdout_unknown_moa=8)`` (1080 px = 2×-binned 2160).
 PRESETS: dict[str, dict] = {
-    "demo": dict(holdout_compounds_per_moa=1, holdout_layouts=1, holdout_unknown_moa=1),
+    "demo": dict(timepoints_h=(4, 8, 12, 16, 20), fields=1, holdout_compounds_per_moa=1, holdout_layouts=0,
+                 holdout_unknown_moa=1),
+    "timelapse": dict(name="lcd-synth-timelapse", timepoints_h=tuple(range(2, 25, 2)), fields=1,
+                      holdout_compounds_per_moa=1, holdout_layouts=0, holdout_unknown_moa=1),
     "small": dict(
         name="lcd-synth-small",
         replica_doses_um=(0.625, 10.0),

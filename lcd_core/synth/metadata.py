@@ -30,8 +30,9 @@ def compounds_table(compounds: list[Compound]) -> pl.DataFrame:
             "moa": [c.moa_listed or None for c in compounds] + [None],
             "smiles": [c.smiles for c in compounds] + [DMSO_SMILES],
             "set": [c.compound_set for c in compounds] + ["control"],
+            "drug": [c.drug or None for c in compounds] + [None],
         },
-        schema={"compound": pl.String, "moa": pl.String, "smiles": pl.String, "set": pl.String},
+        schema={"compound": pl.String, "moa": pl.String, "smiles": pl.String, "set": pl.String, "drug": pl.String},
     )
 
 

@@ -35,13 +35,15 @@ def make_layouts(spec: ScreenSpec, compounds: list[Compound], seed: int) -> dict
     """``{"L01": [WellAssignment …], …}`` sorted by (row, col); random well positions per layout.
 
     Training layouts L01..L{n_layouts} hold every training compound; the holdout layouts that follow
-    (``holdout_layout_keys``) hold every holdout compound.  Both get ``wells_per_compound`` wells per
-    compound and ``control_wells`` DMSO wells.
+    (``holdout_layout_keys``) hold every holdout compound; without holdout layouts the training
+    layouts hold the holdout compounds too.  All get ``wells_per_compound`` wells per compound and
+    ``control_wells`` DMSO wells.
     """
     wells = usable_wells(spec)
     out: dict[str, list[WellAssignment]] = {}
+    shared = spec.holdout_on_training_layouts
     sets = (
-        ("layout", training_layout_keys(spec), [c for c in compounds if c.compound_set != "holdout"]),
+        ("layout", training_layout_keys(spec), [c for c in compounds if shared or c.compound_set != "holdout"]),
         ("holdout-layout", holdout_layout_keys(spec), [c for c in compounds if c.compound_set == "holdout"]),
     )
     for stream, keys, members in sets:

@@ -6,7 +6,8 @@ Files written to ``out/truth/`` (Parquet):
   ``compound, set, moa, moa_listed, moa_secondary, smiles, ec50_um, hill, max_effect, onset_h,
   ec50_secondary_um, max_effect_secondary, onset_secondary_h, is_active_anywhere`` (truly active
   in at least one dose × timepoint of the screen).  ``set`` is ``training`` or ``holdout`` (the
-  holdout compounds sit only on the holdout layouts, see ``truth.json`` ``holdout_layouts``);
+  holdout compounds sit on the holdout layouts, ``truth.json`` ``holdout_layouts``, or on the
+  training layouts when there are none);
   ``moa`` is the true class, ``moa_listed`` what compounds.csv / layouts.csv say (null for the
   unknown-MoA holdout compounds and for an unlabelled inactive compound).
 * ``conditions.parquet``: one row per compound (training and holdout) × dose × timepoint of the
@@ -204,6 +205,7 @@ def _compounds(compounds: list[Compound]) -> pl.DataFrame:
             "moa_listed": [c.moa_listed or None for c in compounds],
             "moa_secondary": [c.moa_secondary for c in compounds],
             "smiles": [c.smiles for c in compounds],
+            "drug": [c.drug for c in compounds],
             "ec50_um": [_finite(c.ec50_um) for c in compounds],
             "hill": [c.hill for c in compounds],
             "max_effect": [c.max_effect for c in compounds],
