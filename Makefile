@@ -1,7 +1,8 @@
-# make demo   install into .venv and run the demo screen end to end (LCD_HOME, default ~/.lcd)
+# make demo   install into .venv and run the demo screen end to end (LCD_HOME, default ~/.lcd; SEED=N)
 # make test   install into .venv and run the tests
 # make pretrain  after make demo: pre-train the five ablation variants (CPU preset) + the ablation table
 VENV ?= .venv
+SEED ?= 0
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
@@ -20,7 +21,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: install
-	$(VENV)/bin/lcd demo
+	$(VENV)/bin/lcd demo --seed $(SEED)
 
 test: install
 	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15

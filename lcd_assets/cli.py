@@ -8,6 +8,7 @@
 ``lcd sql QUERY``     a query against the warehouse
 ``lcd export``        profiles in the cytomining convention (Metadata_* + features)
 ``lcd nuclei PATH``   nuclei counts, centres and confluency per field, from brightfield
+``lcd search``        molecule-aware phenotype search in MolCLIP's joint space (--compound / --smiles)
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def cmd_demo(args) -> int:
 
     home = _home(args)
     print(f"LCD_HOME={home}")
-    res = run_demo(home, preset=args.preset, seed=args.seed, checkpoint=args.checkpoint, overrides=_overrides(args))
+    res = run_demo(home, preset=args.preset, seed=args.seed, checkpoint=args.checkpoint, overrides=_overrides(args),
+                   workers=args.workers)
     print("\n== lcd demo summary ==")
     for k, v in res.counts.items():
         print(f"  {k:18s} {v:>8d} rows")
@@ -181,6 +183,56 @@ def cmd_nuclei(args) -> int:
     return 0
 
 
+def _search_inputs(home: Path):
+    """(model, videos, compound table) of a home whose ``timelapse`` job has run."""
+    from lcd_assets.resources import MOLCLIP_MODEL
+    from lcd_assets.timelapse.profiles import profiles_of
+    from lcd_core.io.warehouse import Warehouse
+    from lcd_core.molclip import load_molclip
+    from lcd_core.pipeline import molclip as steps
+
+    folder = home / "models" / MOLCLIP_MODEL
+    if not (folder / "config.json").exists():
+        raise ValueError(f"no MolCLIP model in {folder}: materialize molclip_model (the timelapse job) first")
+    model, wh = load_molclip(folder), Warehouse(home)
+    for source in ("model", "handcrafted"):  # the profiles the model was trained on: those with its features
+        try:
+            profiles, features = profiles_of(wh, source)
+        except ValueError:
+            continue
+        if set(model.features) <= set(features):
+            break
+    else:
+        raise ValueError(f"no profiles in {home} hold the MolCLIP model's features ({model.features[:3]} …)")
+    videos = steps.screen_videos(profiles, model.features)
+    return model, videos, steps.screen_compounds(wh.query("SELECT * FROM compounds"))
+
+
+def cmd_search(args) -> int:
+    from lcd_core.molclip import search_by_compound, search_by_smiles
+
+    try:
+        model, videos, compounds = _search_inputs(_home(args))
+        if args.compound:
+            found = search_by_compound(model, videos, compounds, args.compound, k=args.k)
+            parts = {"molecules": found.molecules, "phenotypes": found.phenotypes}
+        else:
+            found = search_by_smiles(model, videos, compounds, args.smiles, k=args.k)
+            parts = {"compounds": found.compounds, "wells": found.wells}
+    except ValueError as exc:
+        print(f"lcd search: {exc}", file=sys.stderr)
+        return 2
+    query = {"compound": args.compound} if args.compound else {"smiles": args.smiles}
+    if args.json:
+        print(json.dumps({"query": query, **{k: v.to_dicts() for k, v in parts.items()}}, indent=2, default=str))
+        return 0
+    print(f"query: {query}")
+    for name, table in parts.items():
+        print(f"\n{name} (nearest first; score = cosine in the joint space)")
+        print(table)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lcd", description="Live Cell Dynamics platform")
     p.add_argument("--home", help="LCD_HOME (default: $LCD_HOME or ~/.lcd)")
@@ -193,16 +245,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("synth", help="write a synthetic screen")
     s.add_argument("out")
-    s.add_argument("--preset", default="demo", choices=["demo", "small"])
+    s.add_argument("--preset", default="demo", choices=["demo", "timelapse", "small"])
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--polypharmacology", type=int, metavar="N",
                    help="planted two-MoA compounds, 0-3 (default: the preset's, 1)")
     s.set_defaults(func=cmd_synth)
 
     s = sub.add_parser("demo", help="a synthetic screen end to end through Dagster")
-    s.add_argument("--preset", default="demo", choices=["demo", "small"])
+    s.add_argument("--preset", default="demo", choices=["demo", "timelapse", "small"])
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--checkpoint", help="model folder that embeds the tiles (e.g. ssl-pa_dino_barlow_xb)")
+    s.add_argument("--workers", type=int, default=2, help="processes running partitions side by side (default 2)")
     s.add_argument("--polypharmacology", type=int, metavar="N",
                    help="planted two-MoA compounds, 0-3 (default: the preset's, 1); a validation screen "
                         "for the polypharmacology readings, e.g. --seed 1 --polypharmacology 3")
@@ -234,6 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--method", default="brightfield", help="detector: brightfield (default) or patches")
     s.add_argument("--masks", metavar="DIR", help="write one label TIFF per field: <well>_f<field>[_t<tp>].tiff")
     s.set_defaults(func=cmd_nuclei)
+
+    s = sub.add_parser("search", help="molecule-aware phenotype search (MolCLIP)")
+    which = s.add_mutually_exclusive_group(required=True)
+    which.add_argument("--compound", help="a library compound: the molecules and compounds nearest its phenotype")
+    which.add_argument("--smiles", help="any structure: the compounds and wells nearest its molecule embedding")
+    s.add_argument("-k", type=int, default=10, help="rows per list (default 10)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_search)
 
     s = sub.add_parser("sql", help="query the DuckDB warehouse")
     s.add_argument("query")

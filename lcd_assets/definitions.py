@@ -17,6 +17,8 @@ from lcd_assets.partitions import condition_partitions, measurement_partitions
 from lcd_assets.pretraining import assets as pretraining
 from lcd_assets.registry import assets as registry
 from lcd_assets.resources import resources_for_env
+from lcd_assets.timelapse import assets as timelapse
+from lcd_assets.timelapse import molclip
 
 ACQUISITION_ASSETS = [
     acquisition.image_index,
@@ -57,6 +59,10 @@ cell_segmentation_job = dg.define_asset_job(
     description=("Optional, after segmentation_training: the RayNet segmentation of one measurement's kept tiles "
                  "(`cell_features`, `segmented_cells`; trained on synthetic annotations)."),
 )
+TIMELAPSE_ASSETS = [
+    timelapse.trajectories, molclip.molclip_model, molclip.molclip_embeddings, molclip.molclip_metrics,
+    molclip.molecule_retrieval,
+]
 ANALYSIS_ASSETS = [
     analysis.condition_profiles, activity.normalized_profiles, activity.activity, moa.moa_probes,
 ]
@@ -82,6 +88,12 @@ screen_job = dg.define_asset_job(
     ),
 )
 
+timelapse_job = dg.define_asset_job(
+    "timelapse",
+    selection=dg.AssetSelection.assets(*TIMELAPSE_ASSETS),
+    description=("Across timepoints: phenotype trajectories and onsets, MolCLIP (model, joint embeddings, "
+                 "drug-ID / MoA mAP with and without the molecule branch) and zero-shot molecule retrieval."),
+)
 tile_bank_job = dg.define_asset_job(
     "tile_bank",
     selection=dg.AssetSelection.assets(pretraining.ssl_tile_bank),
@@ -106,9 +118,9 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[
             registry.plate_registry, models.model_checkpoint, models.segmentation_model, *ACQUISITION_ASSETS,
-            *ANALYSIS_ASSETS, *SCREEN_ASSETS, *PRETRAINING_ASSETS,
+            *ANALYSIS_ASSETS, *SCREEN_ASSETS, *TIMELAPSE_ASSETS, *PRETRAINING_ASSETS,
         ],
-        jobs=[setup_job, acquisition_job, analysis_job, screen_job, tile_bank_job, pretraining_job, ablation_job,
+        jobs=[setup_job, acquisition_job, analysis_job, screen_job, timelapse_job, tile_bank_job, pretraining_job, ablation_job,
               segmentation_training_job, cell_segmentation_job],
         sensors=[
             inbox_sensor_factory(acquisition_job),

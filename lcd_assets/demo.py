@@ -21,7 +21,7 @@ from lcd_assets.partitions import (
     plate_partitions,
     timepoint_partitions,
 )
-from lcd_assets.resources import CELL_SEGMENTATION_MODEL, resources_for_env
+from lcd_assets.resources import CELL_SEGMENTATION_MODEL, WAREHOUSE_POOL, resources_for_env
 from lcd_core.io.inbox import MeasurementTimepoint, catalog
 from lcd_core.io.platemap import load_screen
 from lcd_core.io.warehouse import Warehouse
@@ -123,6 +123,7 @@ def run_demo(
     instance: dg.DagsterInstance | None = None,
     checkpoint: str | None = None,
     overrides: Mapping[str, object] | None = None,
+    workers: int = 2,
 ) -> DemoResult:
     """Generate a synthetic screen into ``home`` and materialize every asset of every partition.
 
@@ -131,6 +132,8 @@ def run_demo(
     ``checkpoint`` names the model folder that embeds the tiles (default: the untrained ViT;
     ``ssl-<variant>`` after ``lcd pretrain``). ``overrides``: screen design knobs
     (:class:`lcd_core.synth.design.ScreenSpec` fields, e.g. ``{"n_polypharmacology": 3}``).
+    ``workers``: processes that run the measurement and condition partitions side by side (each
+    with one torch thread; most of a partition's steps are single-threaded), 1 = in this process.
     """
     home = home.expanduser().resolve()
     prepare_instance(home)
@@ -147,24 +150,79 @@ def run_demo(
     with _timed(result, "setup"):
         log("setup: plate maps, ViT checkpoint (nothing is trained)")
         run("setup")
+    ordered = sorted(measurements, key=lambda m: (m.timepoint, m.plate))
+    acquisitions = [("acquisition", measurement_key(m.plate, m.timepoint), {"lcd/measurement": str(m.path)})
+                    for m in ordered]
+    analyses = [("analysis", condition_key(d, t), None) for d, t in sorted({(m.dose, m.timepoint) for m in measurements})]
     with _timed(result, "acquisition"):
-        for i, m in enumerate(sorted(measurements, key=lambda m: (m.timepoint, m.plate)), 1):
-            log(f"[{i}/{len(measurements)}] acquisition {m.plate} × {m.timepoint}")
-            run("acquisition", measurement_key(m.plate, m.timepoint), {"lcd/measurement": str(m.path)})
+        _run_partitions(home, checkpoint, acquisitions, workers, result, log, instance)
     with _timed(result, "analysis"):
-        for dose, tp in sorted({(m.dose, m.timepoint) for m in measurements}):
-            log(f"analysis {dose} × {tp}")
-            run("analysis", condition_key(dose, tp))
+        _run_partitions(home, checkpoint, analyses, workers, result, log, instance)
+    with _timed(result, "summary"):
         log("screen summary: activity sensitivity, normalization comparison, MoA, handcrafted baseline")
         run("screen_summary")
+    with _timed(result, "timelapse"):
+        log("time-lapse: trajectories, MolCLIP, molecule retrieval")
+        run("timelapse")
     result.science = science_summary(home)
     result.counts = _counts(Warehouse(home), DEMO_TABLES)
     return result
 
 
+def _run_partitions(home: Path, checkpoint: str | None, tasks: list[tuple], workers: int, result: DemoResult,
+                    log: Callable[[str], None], instance: dg.DagsterInstance) -> None:
+    """Run ``(job, partition key, tags)`` tasks: here when ``workers`` is 1, else dealt round-robin
+    to ``workers`` spawned processes on the same instance and warehouse (its lock serialises writes)."""
+    if workers <= 1 or len(tasks) < 2:
+        defs = build_definitions(_resources(home, checkpoint))
+        for i, (job, key, tags) in enumerate(tasks, 1):
+            log(f"[{i}/{len(tasks)}] {job} {key}")
+            _run_job(defs, instance, result, log, job, key, tags)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    chunks = [list(enumerate(tasks, 1))[w::workers] for w in range(workers)]
+    with _pool_limit(instance, WAREHOUSE_POOL, workers), \
+            ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        parts = list(pool.map(_worker, [(str(home), checkpoint, c, len(tasks)) for c in chunks]))
+    for runs, failed in parts:
+        for job, n in runs.items():
+            result.runs[job] = result.runs.get(job, 0) + n
+        result.failed += failed
+
+
+@contextmanager
+def _pool_limit(instance: dg.DagsterInstance, pool: str, limit: int) -> Iterator[None]:
+    """The pool's op limit raised for the block (the warehouse's own lock retries serialise the
+    short DuckDB writes of two processes), then back to dagster.yaml's default."""
+    storage = instance.event_log_storage
+    storage.set_concurrency_slots(pool, limit)
+    try:
+        yield
+    finally:
+        storage.delete_concurrency_limit(pool)
+
+
+def _worker(args: tuple) -> tuple[dict[str, int], list[str]]:
+    """One demo worker process: its share of the partitions, one torch thread."""
+    home, checkpoint, chunk, total = args
+    import torch
+
+    torch.set_num_threads(1)
+    prepare_instance(Path(home))
+    part = DemoResult()
+    with dg.DagsterInstance.get() as instance:
+        defs = build_definitions(_resources(Path(home), checkpoint))
+        for i, (job, key, tags) in chunk:
+            print(f"[{i}/{total}] {job} {key}", flush=True)
+            _run_job(defs, instance, part, print, job, key, tags)
+    return part.runs, part.failed
+
+
 #: the tables whose row counts a demo reports
 DEMO_TABLES = ("plates", "image_index", "tiles", "tile_embeddings", "well_embeddings", "activity",
-               "normalization_comparison")
+               "normalization_comparison", "trajectories", "molclip_metrics", "molecule_retrieval")
 
 
 @contextmanager
@@ -268,7 +326,8 @@ def science_summary(home: Path) -> list[str]:
     truth = truth if truth.exists() else None
     return [*_activity_lines(wh, tables, truth), *_normalization_lines(wh, tables), *_moa_lines(wh, tables),
             *_handcrafted_activity_lines(wh, tables, truth), *_polypharmacology_lines(wh, tables),
-            *_nuclei_lines(wh, tables), *_sensitivity_lines(wh, tables), *_segmentation_lines(home)]
+            *_nuclei_lines(wh, tables), *_sensitivity_lines(wh, tables), *_trajectory_lines(wh, tables),
+            *_molclip_lines(wh, tables), *_segmentation_lines(home)]
 
 
 def _vs_truth(wh: Warehouse, table: str, truth: Path) -> dict:
@@ -320,7 +379,8 @@ def _moa_lines(wh: Warehouse, tables: set[str]) -> list[str]:
     if "moa_feature_comparison" in tables:
         comp = wh.query("SELECT features, set, mode, weighted_f1, accuracy FROM moa_feature_comparison "
                         "ORDER BY set, mode, features")
-        lines += [f"MoA final calls: {f:36s} {st:8s} {m:15s} F1 {f1:.2f}  accuracy {a:.2f}"
+        lines += [f"MoA final calls: {f:36s} {st:8s} {m:15s} F1 {f1:.2f}  accuracy {a:.2f}" if f1 is not None
+                  else f"MoA final calls: {f:36s} {st:8s} {m:15s} nothing classified (no probe could be trained)"
                   for f, st, m, f1, a in comp.iter_rows()]
     return lines
 
@@ -364,6 +424,28 @@ def _sensitivity_lines(wh: Warehouse, tables: set[str]) -> list[str]:
     return [f"called active: {r:40s} {a}/{n} ({f:.2f})" + (f", {t} true, {fa} false, AUROC {au:.3f}"
                                                            if au is not None else "")
             for r, n, a, f, t, fa, au in rows.iter_rows()]
+
+
+def _trajectory_lines(wh: Warehouse, tables: set[str]) -> list[str]:
+    if "trajectory_onset_agreement" not in tables:
+        return []
+    rows = wh.query("SELECT reading, n, exact, exact_ci_low, exact_ci_high, within_one FROM trajectory_onset_agreement "
+                    "WHERE dose = 'all' ORDER BY reading")
+    return [f"onset vs truth ({r}): exact {e:.2f} [{lo:.2f}, {hi:.2f}], within one timepoint {w:.2f}, over {n} "
+            "compound x doses" for r, n, e, lo, hi, w in rows.iter_rows()]
+
+
+def _molclip_lines(wh: Warehouse, tables: set[str]) -> list[str]:
+    lines = []
+    if "molclip_metrics" in tables:
+        rows = wh.query("SELECT metric, map_without, map_with, gain, gain_lo, gain_hi FROM molclip_metrics ORDER BY metric")
+        lines += [f"MolCLIP {m}: mAP {a:.3f} without -> {b:.3f} with the molecule branch, gain {g:+.1%} "
+                  f"[{lo:+.1%}, {hi:+.1%}] (paper: drug +51.2 %, MoA +20.5 %)" for m, a, b, g, lo, hi in rows.iter_rows()]
+    if "molecule_retrieval_hits" in tables:
+        rows = wh.query("SELECT k, hit_rate, random, n_queries FROM molecule_retrieval_hits ORDER BY k")
+        lines.append("zero-shot molecule retrieval (holdout): " + ", ".join(
+            f"top-{k} {h:.2f} (random {r:.2f})" for k, h, r, _ in rows.iter_rows()))
+    return lines
 
 
 def _segmentation_lines(home: Path) -> list[str]:

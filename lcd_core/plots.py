@@ -71,7 +71,8 @@ def grouped_bars(table: pl.DataFrame, group: str, series: str, value: str, title
     fig, ax = plt.subplots(figsize=(6, 3.2))
     for i, name in enumerate(names):
         sub = {g: v for g, v in table.filter(pl.col(series) == name).select([group, value]).iter_rows()}
-        ax.bar(np.arange(len(groups)) + i * width, [sub.get(g, np.nan) for g in groups], width, label=name)
+        heights = [np.nan if sub.get(g) is None else sub[g] for g in groups]  # missing or null: a gap
+        ax.bar(np.arange(len(groups)) + i * width, heights, width, label=name)
     ax.set_xticks(np.arange(len(groups)) + 0.4 - width / 2, groups, fontsize=8)
     ax.set_ylabel(value)
     ax.set_title(title, fontsize=9)
@@ -250,4 +251,96 @@ def nuclei_overlay(planes: np.ndarray, nuclei, max_px: int = 512) -> bytes:
     ax.plot(nuclei.centres[inside, 0], nuclei.centres[inside, 1], "c+", ms=4)
     ax.set_axis_off()
     ax.set_title(f"{nuclei.n} nuclei, confluency {nuclei.confluency:.2f}", fontsize=9)
+    return _png(fig)
+
+
+def _by_dose(table: pl.DataFrame) -> list[str]:
+    """The doses of a table in µM order (``"2.5uM"`` before ``"10uM"``), others last as text."""
+    def key(d: str) -> tuple:
+        try:
+            return 0, float(str(d).removesuffix("uM")), str(d)
+        except ValueError:
+            return 1, 0.0, str(d)
+
+    return sorted(table["dose"].cast(pl.String).unique().to_list(), key=key)
+
+
+def _moa_colours(table: pl.DataFrame) -> dict:
+    """MoA → colour (tab10, then tab20), no MoA (None) grey."""
+    moas = sorted(m for m in table["moa"].unique().to_list() if m is not None)
+    cmap = plt.get_cmap("tab10" if len(moas) <= 10 else "tab20")
+    return {**{m: cmap(i % cmap.N) for i, m in enumerate(moas)}, None: "0.55"}
+
+
+def _moa_legend(ax, colours: dict, extra: list) -> None:
+    """A legend of the MoA colours (and ``extra`` handles) right of ``ax``."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=c, lw=2, label=m if m is not None else "no MoA")
+               for m, c in colours.items()] + extra
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False)
+
+
+def trajectory_map(table: pl.DataFrame, explained: tuple[float, float] | None = None) -> bytes:
+    """The trajectories on their 2-D map (the ``table`` of
+    :func:`lcd_core.pipeline.trajectories.trajectories`: compound, moa, dose, timepoint_h, pc1,
+    pc2): one panel per dose, one path per compound in time order coloured by MoA, an open circle
+    at the first timepoint and an arrow into the last, DMSO (the origin) a black star.
+    ``explained``: the axes' shares (``result.map.explained``) for the axis labels."""
+    doses = _by_dose(table)
+    colours = _moa_colours(table)
+    n = max(1, len(doses))
+    fig, axes = plt.subplots(1, n, figsize=(0.5 + 3.4 * n, 3.4), squeeze=False, sharex=True, sharey=True)
+    for ax, dose in zip(axes[0], doses):
+        rows = table.filter(pl.col("dose").cast(pl.String) == dose).sort("compound", "timepoint_h")
+        for _, g in rows.group_by("compound", maintain_order=True):
+            x, y, c = g["pc1"].to_numpy(), g["pc2"].to_numpy(), colours[g["moa"][0]]
+            ax.plot(x, y, "-", color=c, lw=1, alpha=0.8)
+            ax.plot(x[:1], y[:1], "o", mfc="none", color=c, ms=4)
+            if len(x) > 1:
+                ax.annotate("", xy=(x[-1], y[-1]), xytext=(x[-2], y[-2]),
+                            arrowprops=dict(arrowstyle="-|>", color=c, lw=1.2))
+        ax.axhline(0, color="0.85", lw=0.6, zorder=0)
+        ax.axvline(0, color="0.85", lw=0.6, zorder=0)
+        ax.plot([0], [0], "*", color="k", ms=11, zorder=5)
+        ax.set_title(dose, fontsize=9)
+        ax.set_xlabel("PC1" + (f" ({explained[0]:.0%})" if explained is not None else ""), fontsize=8)
+    axes[0][0].set_ylabel("PC2" + (f" ({explained[1]:.0%})" if explained is not None else ""), fontsize=8)
+    from matplotlib.lines import Line2D
+
+    _moa_legend(axes[0][-1], colours, [Line2D([], [], marker="*", color="k", ls="none", ms=9, label="DMSO")])
+    return _png(fig)
+
+
+def trajectory_distance(table: pl.DataFrame, compounds: list[str] | None = None) -> bytes:
+    """Distance from DMSO against hours after dosing (the ``table`` of
+    :func:`lcd_core.pipeline.trajectories.trajectories`): one panel per dose, one line per compound
+    (``compounds``: only these) coloured by MoA with its bootstrap interval as a ribbon, and the
+    DMSO null (0 to the largest ``null_p95`` of the compounds at each hour) as a grey band."""
+    if compounds is not None:
+        table = table.filter(pl.col("compound").is_in(list(compounds)))
+    doses = _by_dose(table)
+    colours = _moa_colours(table)
+    n = max(1, len(doses))
+    fig, axes = plt.subplots(1, n, figsize=(0.5 + 3.4 * n, 3.2), squeeze=False, sharey=True)
+    hours = sorted(table["timepoint_h"].unique().to_list())
+    labels = dict(table.select("timepoint_h", pl.col("timepoint").cast(pl.String)).unique().iter_rows())
+    for ax, dose in zip(axes[0], doses):
+        rows = table.filter(pl.col("dose").cast(pl.String) == dose).sort("compound", "timepoint_h")
+        null = rows.group_by("timepoint_h").agg(pl.col("null_p95").max()).sort("timepoint_h")
+        ax.fill_between(null["timepoint_h"], 0, null["null_p95"].fill_null(np.nan), color="0.8",
+                        alpha=0.7, lw=0, zorder=0)
+        for _, g in rows.group_by("compound", maintain_order=True):
+            c = colours[g["moa"][0]]
+            h = g["timepoint_h"].to_numpy()
+            ax.fill_between(h, g["ci_low"].fill_null(np.nan).to_numpy(), g["ci_high"].fill_null(np.nan).to_numpy(),
+                            color=c, alpha=0.15, lw=0)
+            ax.plot(h, g["distance"], "-", marker=".", color=c, lw=1, ms=4)
+        ax.set_xticks(hours, [labels[h] for h in hours], fontsize=7)
+        ax.set_title(dose, fontsize=9)
+        ax.set_xlabel("time after dosing", fontsize=8)
+    axes[0][0].set_ylabel("distance from DMSO (MAD units)", fontsize=8)
+    from matplotlib.patches import Patch
+
+    _moa_legend(axes[0][-1], colours, [Patch(color="0.8", label="DMSO null (95th pct.)")])
     return _png(fig)

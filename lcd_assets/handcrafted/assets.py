@@ -79,7 +79,8 @@ def _model_readout(wh: Warehouse, log) -> dict[str, baseline.Readout]:
         "The handcrafted features of the tiles (no trained model) "
         "through the model's own downstream chain: per timepoint the normalization (MAD + "
         "Harmony/FOV, as the model), per dose × timepoint mAP / mAP-ES, then the MoA probes, "
-        "incremental aggregation and polypharmacology. Tables `handcrafted_activity`, "
+        "incremental aggregation and polypharmacology. Tables `handcrafted_profiles` (normalized, every "
+        "dose × timepoint), `handcrafted_activity`, "
         "`handcrafted_moa_predictions`, `handcrafted_moa_metrics`, `handcrafted_polypharmacology`, "
         "and the comparison with the model: `moa_feature_comparison` (weighted F1, accuracy, top-3 "
         "of the final calls per feature set) and `moa_feature_mcnemar` (McNemar's test on the same "
@@ -104,6 +105,7 @@ def handcrafted_baseline(context: dg.AssetExecutionContext, config: BaselineConf
     results = baseline.run_feature_sets(sets, classes=classes, holdout_compounds=lcd.holdout_compounds())
     main = results[baseline.HANDCRAFTED]
     wh.replace_table("handcrafted_activity", main.activity)
+    wh.replace_table("handcrafted_profiles", main.profiles)  # every timepoint: MolCLIP's selectable input
     wh.replace_table("handcrafted_moa_predictions", main.moa.predictions)
     wh.replace_table("handcrafted_moa_metrics", main.moa.metrics)
     wh.replace_table("handcrafted_polypharmacology", main.moa.polypharmacology)
