@@ -61,6 +61,11 @@ class LcdHome(dg.ConfigurableResource):
     def warehouse(self) -> Warehouse:
         return Warehouse(self.root)
 
+    def kept_tile_cache(self, plate: str, timepoint: str) -> Path:
+        """Stem of the partition's kept-tile cache (:mod:`lcd_core.tiles.cache`): written by
+        ``tiles``, read and removed by ``kept_tile_pass``."""
+        return self.root / "cache" / "kept_tiles" / plate / timepoint
+
     def metadata_screen(self) -> Screen:
         """The screen validated from the files of ``metadata_dir`` (``plate_registry`` and the inbox
         sensor, which may run before it)."""

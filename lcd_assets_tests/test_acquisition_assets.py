@@ -58,27 +58,50 @@ def test_partition_materializes_every_table_with_lineage(ingested, lcd_home):
 
 
 def test_kept_tiles_are_decoded_once_for_embeddings_and_features(defs, instance, lcd_home, monkeypatch):
+    import dagster as dg
+
     import lcd_core.tiles.partition as acq
 
-    passes = []
-    real = acq.iter_kept_tiles
+    tilings, redecodes = [], []
+    real_tiling, real_redecode = acq.tile_partition, acq.iter_kept_tiles
 
-    def counted(*args, **kwargs):
-        passes.append(1)
-        yield from real(*args, **kwargs)
+    def tiling(*args, **kwargs):
+        tilings.append(1)
+        yield from real_tiling(*args, **kwargs)
 
-    monkeypatch.setattr(acq, "iter_kept_tiles", counted)
+    def redecode(*args, **kwargs):
+        redecodes.append(1)
+        yield from real_redecode(*args, **kwargs)
+
+    monkeypatch.setattr(acq, "tile_partition", tiling)
+    monkeypatch.setattr(acq, "iter_kept_tiles", redecode)
     add_partitions(instance, [PLATE], [TP])
     assert run_job(defs, "setup", instance).success
     result = run_job(defs, "acquisition", instance, measurement_key(PLATE, TP))
     assert result.success
-    assert len(passes) == 1  # one decode of the kept tiles feeds both assets
+    # one decode and tiling per FOV: the kept-tile pass reads the tiling's cache, then drops it
+    assert (len(tilings), len(redecodes)) == (1, 0)
+    emb_meta = next(m.materialization.metadata for m in result.get_asset_materialization_events()
+                    if m.asset_key == dg.AssetKey("tile_embeddings"))
+    assert emb_meta["tiles_from"].value == "tiling cache"
+    assert not list((lcd_home / "cache" / "kept_tiles" / PLATE).iterdir())
     mats = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
     assert {"tile_embeddings", "fov_features"} <= mats
     wh = Warehouse(lcd_home)
     kept = wh.query("SELECT count(*) AS n, count(DISTINCT (well, field)) AS fovs FROM tiles WHERE kept").row(0)
     assert _count(lcd_home, "tile_embeddings") == kept[0]
-    assert wh.read_parquet_partition("fov_features", {"plate": PLATE, "timepoint": TP}).height == kept[1]
+    where = {"plate": PLATE, "timepoint": TP}
+    assert wh.read_parquet_partition("fov_features", where).height == kept[1]
+    # without the cache the pass decodes the TIFFs again, and gives the same tiles
+    first = wh.read_parquet_partition("tile_embeddings", where).sort("tile_id")
+    job = defs.resolve_implicit_global_asset_job_def()
+    again = job.get_subset(asset_selection={dg.AssetKey("tile_embeddings"), dg.AssetKey("fov_features")})
+    assert again.execute_in_process(instance=instance, partition_key=measurement_key(PLATE, TP)).success
+    assert len(redecodes) == 1
+    second = wh.read_parquet_partition("tile_embeddings", where).sort("tile_id")
+    assert first["tile_id"].to_list() == second["tile_id"].to_list()
+    np.testing.assert_allclose(np.asarray(first["embedding"].to_list()), np.asarray(second["embedding"].to_list()),
+                               rtol=0, atol=1e-6)
 
 
 def test_fov_features_alone_needs_no_checkpoint(defs, instance, lcd_home):

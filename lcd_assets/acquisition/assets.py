@@ -31,6 +31,7 @@ from lcd_core.handcrafted.features import FEATURE_NAMES, N_FEATURES
 from lcd_core.pipeline import acquisition as pipeline
 from lcd_core.pipeline.acquisition import EMBED_DIM, FOV_KEYS, WELL_KEYS
 from lcd_core.tiles import partition as acq
+from lcd_core.tiles.cache import KeptTileWriter, remove_kept_tiles
 from lcd_core.tiles.preprocess import TileConfig
 
 GROUP = "acquisition"
@@ -166,8 +167,14 @@ def tiles(
 ) -> dg.MaterializeResult:
     plate, timepoint = measurement_of(context)
     index, fovs, config = _partition_fovs(lcd, tiling, plate, timepoint)
-    tiled = pipeline.tile_measurement(fovs, config)
-    lcd.warehouse().replace_partition("tiles", tiled.table, _where(plate, timepoint))
+    keep = KeptTileWriter(lcd.kept_tile_cache(plate, timepoint), config)
+    try:
+        tiled = pipeline.tile_measurement(fovs, config, keep=keep)
+        lcd.warehouse().replace_partition("tiles", tiled.table, _where(plate, timepoint))
+    except BaseException:
+        keep.abort()
+        raise
+    keep.commit()
     shape = int(index["size_y"].max()), int(index["size_x"].max())
     qc = pipeline.tile_qc(tiled.table, shape, config, MAX_EMPTY_FOV_FRACTION)
     meta = {
@@ -323,8 +330,9 @@ def kept_tile_pass(
     selected = context.selected_asset_keys
     raynet = _load_model(lcd.models_dir / CELL_SEGMENTATION_MODEL, "raynet.pt")[0] if _CELLS in selected else None
     vit = _vit(lcd, embedding) if _EMBEDDINGS in selected else None
+    cache = lcd.kept_tile_cache(plate, timepoint)
     done = pipeline.kept_tile_pass(fovs, kept, config, vit=vit, features=_FEATURES in selected, raynet=raynet,
-                                   log=context.log.info)
+                                   log=context.log.info, cache=cache)
     wh, where = lcd.warehouse(), _where(plate, timepoint)
     if vit is not None:
         if done.tile_embeddings.height:
@@ -342,6 +350,8 @@ def kept_tile_pass(
         yield _per_fov_result(context, _CELLS, CELL_FEATURE_NAMES, done.cell_features, kept, done,
                               {"segmentation_seconds": done.seconds["cells"], "pass_seconds": done.seconds["pass"]},
                               counts)
+    if {_EMBEDDINGS, _FEATURES} <= selected:
+        remove_kept_tiles(cache)  # the main job's consumers have read it
 
 
 def _write_per_fov(lcd: LcdHome, dataset: str, where: dict[str, str], table: pl.DataFrame) -> None:
@@ -375,6 +385,7 @@ def _embeddings_result(context: dg.AssetExecutionContext, vit: pipeline.Vit, che
             "trained": bool(vit.record.get("trained", False)),
             "tiles_per_s": round(out.height / max(seconds, 1e-9), 1),
             "seconds": round(seconds, 1),
+            "tiles_from": "tiling cache" if done.from_cache else "TIFFs (decoded again)",
             "embedding_std": float(emb.std()) if emb.size else 0.0,
         },
         check_results=md.selected_checks(context, checks, _EMBEDDINGS),

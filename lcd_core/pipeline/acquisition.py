@@ -35,6 +35,7 @@ from lcd_core.io.inbox import MeasurementTimepoint, resolve_partition
 from lcd_core.io.phenix import Measurement, read_index
 from lcd_core.io.platemap import Screen
 from lcd_core.tiles import partition as acq
+from lcd_core.tiles.cache import KeptTileWriter, iter_cached, read_kept_tiles
 from lcd_core.tiles.grid import tile_grid
 from lcd_core.tiles.preprocess import TileConfig, preprocess_stack
 from lcd_core.tiles.preview import render_preview, render_tile_strip
@@ -113,14 +114,19 @@ class Tiling:
     examples: list[tuple[np.ndarray, dict]] = field(default_factory=list)
 
 
-def tile_measurement(fovs: pl.DataFrame, config: TileConfig) -> Tiling:
-    """Tile and QC every FOV of a partition (memory bounded by one FOV)."""
+def tile_measurement(fovs: pl.DataFrame, config: TileConfig, keep: KeptTileWriter | None = None) -> Tiling:
+    """Tile and QC every FOV of a partition (memory bounded by one FOV); ``keep`` receives the
+    kept tiles, FOV by FOV, for the kept-tile pass (:mod:`lcd_core.tiles.cache`)."""
     rows: list[dict] = []
     preview, preview_rejects = None, False
     examples: dict[bool, list[tuple[np.ndarray, dict]]] = {True: [], False: []}
     t0 = time.perf_counter()
     for row, fov_tiles, records in acq.tile_partition(fovs, config):
-        rows.extend(acq.tile_records(row, records))
+        fov_rows = acq.tile_records(row, records)
+        rows.extend(fov_rows)
+        if keep is not None:
+            kept = [i for i, r in enumerate(fov_rows) if r["kept"]]
+            keep.add([fov_rows[i]["tile_id"] for i in kept], fov_tiles[kept])
         has_reject = any(r["qc_reason"] for r in records)
         if preview is None or (has_reject and not preview_rejects):
             preview, preview_rejects = (row, records), has_reject
@@ -200,11 +206,13 @@ class KeptTilePass:
 
     ``tile_rows`` are the ``tiles`` rows of the decoded tiles in pass order; ``seconds`` has
     ``pass`` and, per consumer run, ``embedding`` (the streamed embedding loop, decoding and the
-    other consumers included), ``features`` and ``cells``.
+    other consumers included), ``features`` and ``cells``; ``from_cache``: the tiles came from the
+    tiling's cache, not from decoding the TIFFs again.
     """
 
     tile_rows: list[dict]
     seconds: dict[str, float]
+    from_cache: bool = False
     embeddings: np.ndarray | None = None
     tile_embeddings: pl.DataFrame | None = None
     fov_features: pl.DataFrame | None = None
@@ -213,7 +221,8 @@ class KeptTilePass:
 
 
 def kept_tile_pass(fovs: pl.DataFrame, kept: pl.DataFrame, config: TileConfig, *, vit: Vit | None = None,
-                   features: bool = False, raynet: RayNet | None = None, log: Log | None = None) -> KeptTilePass:
+                   features: bool = False, raynet: RayNet | None = None, log: Log | None = None,
+                   cache: Path | None = None) -> KeptTilePass:
     """Decode the kept tiles of a partition once and feed the ViT, the handcrafted features and
     the cell segmentation from that one stream (memory bounded by a batch / an FOV).
 
@@ -227,6 +236,9 @@ def kept_tile_pass(fovs: pl.DataFrame, kept: pl.DataFrame, config: TileConfig, *
         The consumers: the ViT, whether to compute the handcrafted features, the segmentation net.
     log
         Receives progress lines of the embedding.
+    cache
+        Where the tiling left the kept tiles (:mod:`lcd_core.tiles.cache`); they are read from
+        there when it holds exactly these tiles, else the FOVs are decoded and tiled again.
     """
     rows: list[dict] = []
     feats: list[np.ndarray] = []
@@ -234,8 +246,10 @@ def kept_tile_pass(fovs: pl.DataFrame, kept: pl.DataFrame, config: TileConfig, *
     segs: list[tuple[dict, SegmentedTile]] = []
     seconds = {"features": 0.0, "cells": 0.0}
 
+    source, from_cache = kept_tiles(fovs, kept, config, cache)
+
     def stream() -> Iterator[np.ndarray]:
-        for tile_rows, arr in acq.iter_kept_tiles(fovs, kept, config):
+        for tile_rows, arr in source:
             if features:
                 feats.extend(_timed(seconds, "features", lambda: list(tiles_features([arr]))))
             if raynet is not None:
@@ -247,7 +261,7 @@ def kept_tile_pass(fovs: pl.DataFrame, kept: pl.DataFrame, config: TileConfig, *
 
     t0 = time.perf_counter()
     emb = _embed(vit, stream(), kept.height, config.tile_size, seconds, log) if vit else _drain(stream())
-    out = KeptTilePass(rows, seconds)
+    out = KeptTilePass(rows, seconds, from_cache=from_cache)
     out.seconds["pass"] = time.perf_counter() - t0
     if vit is not None:
         out.embeddings, out.tile_embeddings = emb, tile_embeddings_table(rows, emb, vit.name)
@@ -257,6 +271,19 @@ def kept_tile_pass(fovs: pl.DataFrame, kept: pl.DataFrame, config: TileConfig, *
         out.cell_features = per_fov_table(rows, cell_feats, CELL_FEATURE_NAMES)
         out.segmented_cells = segmented_cells_table(segs)
     return out
+
+
+def kept_tiles(fovs: pl.DataFrame, kept: pl.DataFrame, config: TileConfig,
+               cache: Path | None = None) -> tuple[Iterator[tuple[list[dict], np.ndarray]], bool]:
+    """``(rows, tiles)`` of the kept tiles FOV by FOV, and whether they come from the tiling's
+    cache (when it holds exactly ``kept``'s tiles) rather than from decoding and tiling the FOVs
+    again (:func:`lcd_core.tiles.partition.iter_kept_tiles`)."""
+    hit = read_kept_tiles(cache, config, kept["tile_id"].to_list()) if cache is not None else None
+    if hit is None:
+        return acq.iter_kept_tiles(fovs, kept, config), False
+    tiles, ids = hit
+    by_id = {r["tile_id"]: r for r in kept.iter_rows(named=True)}
+    return iter_cached(tiles, [by_id[i] for i in ids]), True
 
 
 def _timed(seconds: dict[str, float], key: str, work: Callable[[], list]) -> list:
