@@ -19,6 +19,9 @@ from lcd_assets.registry import assets as registry
 from lcd_assets.resources import resources_for_env
 from lcd_assets.timelapse import assets as timelapse
 from lcd_assets.timelapse import molclip
+from lcd_core._malloc import retain_freed_memory
+
+retain_freed_memory()  # every process of the code location reuses freed blocks (lcd_core._malloc)
 
 ACQUISITION_ASSETS = [
     acquisition.image_index,
