@@ -212,23 +212,36 @@ def sensitivity_figure(table: pl.DataFrame) -> bytes:
 def attention_figure(tiles: np.ndarray, maps: np.ndarray, titles: list[str]) -> bytes:
     """Last-layer CLS attention over each tile: one row per tile, the tile, the mean over heads,
     then each head (``maps``: ``(n, heads, T, T)`` from
-    :func:`lcd_core.embedding.attention.attention_maps`; ``tiles``: ``(n, 3, T, T)`` in [0, 1])."""
+    :func:`lcd_core.embedding.attention.attention_maps`; ``tiles``: ``(n, 3, T, T)`` in [0, 1]).
+
+    The panels are blended into one RGB mosaic (inferno at 60 % over the grey in-focus plane, each
+    map on its own range) and drawn as one image: a figure of hundreds of axes spent a second per
+    compound laying out titles."""
     tiles, maps = np.asarray(tiles, np.float32), np.asarray(maps, np.float32)
     if maps.ndim != 4 or tiles.ndim != 4 or len(tiles) != len(maps) or len(titles) != len(tiles):
         raise ValueError(f"need (n, 3, T, T) tiles, (n, heads, T, T) maps and n titles; got {tiles.shape}, "
                          f"{maps.shape}, {len(titles)} titles")
-    n, heads = maps.shape[:2]
-    fig, axes = plt.subplots(n, heads + 2, figsize=(1.6 * (heads + 2), 1.7 * n), squeeze=False)
+    n, heads, t = maps.shape[0], maps.shape[1], tiles.shape[-1]
+    inferno = plt.get_cmap("inferno")
+    rows = []
     for i in range(n):
-        grey = tiles[i, tiles.shape[1] // 2]
-        panels = [("tile", None), ("mean", maps[i].mean(0))] + [(f"head {h}", maps[i, h]) for h in range(heads)]
-        for ax, (name, m) in zip(axes[i], panels):
-            ax.imshow(grey, cmap="gray", vmin=0, vmax=1)
-            if m is not None:
-                ax.imshow(m, cmap="inferno", alpha=0.6, vmin=float(m.min()), vmax=float(m.max()))
-            ax.set_axis_off()
-            ax.set_title(f"{titles[i]}: {name}" if name == "tile" else name, fontsize=7)
-    fig.tight_layout()
+        grey = np.repeat(np.clip(tiles[i, tiles.shape[1] // 2], 0, 1)[..., None], 3, axis=-1)
+        panels = [grey]
+        for m in [maps[i].mean(0), *maps[i]]:
+            lo, hi = float(m.min()), float(m.max())
+            heat = inferno((m - lo) / max(hi - lo, 1e-12))[..., :3]
+            panels.append(0.4 * grey + 0.6 * heat)
+        rows.append(np.concatenate(panels, axis=1))
+    mosaic = np.concatenate(rows, axis=0)
+    fig, ax = plt.subplots(figsize=(1.6 * (heads + 2), 1.7 * n + 0.3))
+    ax.imshow(mosaic, interpolation="nearest")
+    ax.set_axis_off()
+    for j, name in enumerate(["tile", "mean"] + [f"head {h}" for h in range(heads)]):
+        ax.text((j + 0.5) * t, -4, name, ha="center", va="bottom", fontsize=7)
+    for i, title in enumerate(titles):
+        ax.text(3, i * t + 3, title, ha="left", va="top", fontsize=7, color="yellow",
+                bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "lw": 0})
+    fig.subplots_adjust(left=0.005, right=0.995, bottom=0.005, top=1 - 0.3 / (1.7 * n + 0.3))
     return _png(fig)
 
 

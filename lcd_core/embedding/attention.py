@@ -223,12 +223,12 @@ def upsample_maps(maps: np.ndarray, tokens: TokenMaps | None, size: int | tuple[
 
 
 def attention_maps(model: torch.nn.Module, tiles, *, stride: int | None = None,
-                   batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+                   batch_size: int = 8, dtype: str | torch.dtype | None = "float32") -> tuple[np.ndarray, np.ndarray]:
     """Last-layer CLS attention upsampled to the tile size, for display.
 
     Parameters
     ----------
-    model, tiles, stride, batch_size
+    model, tiles, stride, batch_size, dtype
         As :func:`token_maps`; any tile size of at least one patch.
 
     Returns
@@ -238,7 +238,7 @@ def attention_maps(model: torch.nn.Module, tiles, *, stride: int | None = None,
         rescaled so that its token values sum to 1 (as in :class:`TokenMaps`), then interpolated.
     """
     tiles = _check_tiles(tiles)
-    tok = token_maps(model, tiles, stride=stride, batch_size=batch_size)
+    tok = token_maps(model, tiles, stride=stride, batch_size=batch_size, dtype=dtype)
     size = int(tiles.shape[-1])
     if tiles.shape[-2] != size:
         raise ValueError(f"square tiles expected, got {tuple(tiles.shape[-2:])}")

@@ -59,7 +59,7 @@ def attention_panels(model: torch.nn.Module, samples: pl.DataFrame, tiles: np.nd
     if not samples.height:
         return {}
     x = resize_tiles(tiles.astype(np.float32), input_size)
-    _, heads = attention_maps(model, x)
+    _, heads = attention_maps(model, x, batch_size=32, dtype="auto")  # for display: bf16 where native
     lo = x.min(axis=(1, 2, 3), keepdims=True)
     shown = (x - lo) / np.maximum(x.max(axis=(1, 2, 3), keepdims=True) - lo, 1e-6)
     out = {}
