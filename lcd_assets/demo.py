@@ -60,6 +60,7 @@ class DemoResult:
     seconds: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     science: list[str] = field(default_factory=list)
+    stage: str = ""  # the stage running now (a benchmark's memory sampler reads it)
 
 
 def _sync_partitions(instance: dg.DagsterInstance, name: str, keys: set[str]) -> None:
@@ -89,12 +90,16 @@ def _prune_warehouse(wh: Warehouse, live: set[tuple[str, str]]) -> None:
                 wh.delete_partition(dataset, {"plate": key[0], "timepoint": key[1]})
 
 
+#: the demo prints one line per run; every event still goes to the instance (the UI shows them)
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
 def _run_job(defs: dg.Definitions, instance: dg.DagsterInstance, result: DemoResult,
              log: Callable[[str], None], job_name: str, partition_key=None, tags=None) -> float:
     """Execute one job in process; count it, record and log a failure; return its seconds."""
     t0 = time.perf_counter()
     res = defs.resolve_job_def(job_name).execute_in_process(
-        instance=instance, partition_key=partition_key, tags=tags, raise_on_error=False)
+        instance=instance, partition_key=partition_key, tags=tags, raise_on_error=False, run_config=QUIET)
     key = job_name if partition_key is None else f"{job_name}[{partition_key}]"
     result.runs[job_name] = result.runs.get(job_name, 0) + 1
     if not res.success:
@@ -124,6 +129,7 @@ def run_demo(
     checkpoint: str | None = None,
     overrides: Mapping[str, object] | None = None,
     workers: int = 2,
+    result: DemoResult | None = None,
 ) -> DemoResult:
     """Generate a synthetic screen into ``home`` and materialize every asset of every partition.
 
@@ -229,8 +235,12 @@ DEMO_TABLES = ("plates", "image_index", "tiles", "tile_embeddings", "well_embedd
 def _timed(result: DemoResult, stage: str) -> Iterator[None]:
     """Record the seconds of a stage of the demo in ``result.seconds``."""
     t0 = time.perf_counter()
-    yield
-    result.seconds[stage] = time.perf_counter() - t0
+    result.stage = stage
+    try:
+        yield
+    finally:
+        result.seconds[stage] = time.perf_counter() - t0
+        result.stage = ""
 
 
 def _generate(home: Path, preset: str, seed: int, overrides: Mapping[str, object] | None, result: DemoResult,
