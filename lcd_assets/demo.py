@@ -140,10 +140,11 @@ def run_demo(
     (:class:`lcd_core.synth.design.ScreenSpec` fields, e.g. ``{"n_polypharmacology": 3}``).
     ``workers``: processes that run the measurement and condition partitions side by side (each
     with one torch thread; most of a partition's steps are single-threaded), 1 = in this process.
+    ``result``: filled in as the demo goes (its ``stage`` names the stage running now).
     """
     home = home.expanduser().resolve()
     prepare_instance(home)
-    result = DemoResult()
+    result = result if result is not None else DemoResult()
     _generate(home, preset, seed, overrides, result, log)
     measurements = catalog(home / "inbox", load_screen(home / "metadata"))
     instance = instance or dg.DagsterInstance.get()

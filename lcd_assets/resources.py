@@ -210,7 +210,9 @@ class MolClipSettings(dg.ConfigurableResource):
     default 5 folds × 3 seeds, 99 s in the seed-1 demo; the intervals are a bootstrap over query
     compounds, their queries from every seed kept together). ``threads``: torch threads; one by
     default: the models are small, and with two threads on a saturated machine the evaluation of
-    the seed-0 demo took 23 min (one thread, on a similarly loaded machine: 222 s).
+    the seed-0 demo took 23 min (one thread, on a similarly loaded machine: 222 s). ``workers``:
+    processes that train the evaluation's models side by side, one per core by default (0), each
+    with ``threads`` (the figures do not depend on it).
     """
 
     features: str = "model"
@@ -218,6 +220,12 @@ class MolClipSettings(dg.ConfigurableResource):
     n_folds: int = 5
     seeds: list[int] = [0, 1, 2]
     threads: int = 1
+    workers: int = 0
+
+    def n_workers(self) -> int:
+        import os
+
+        return self.workers or max(1, min(2, os.cpu_count() or 1))
 
     def config(self):
         from lcd_core.molclip import MolClipConfig

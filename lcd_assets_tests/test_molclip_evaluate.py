@@ -180,3 +180,11 @@ def test_zero_shot_refuses_trained_holdouts_and_skips_unstructured(planted):
     z = zero_shot(model, videos, no_smiles)
     assert z.skipped == {holdout[0]: "no SMILES"} and z.n_molecules == 11
     assert z.per_compound.height == 3 and ((z.per_compound["rank"] >= 1) & (z.per_compound["rank"] <= 11)).all()
+
+
+def test_evaluate_in_worker_processes_gives_the_same_queries(planted):
+    videos, compounds = planted
+    here = evaluate(videos, compounds, FAST, n_folds=2, seeds=(0,), n_boot=50)
+    pooled = evaluate(videos, compounds, FAST, n_folds=2, seeds=(0,), n_boot=50, workers=2)
+    assert here.per_query.equals(pooled.per_query)
+    assert here.summary.equals(pooled.summary)

@@ -81,12 +81,13 @@ def molclip_metrics(context: dg.AssetExecutionContext, lcd: LcdHome, molclip: Mo
     videos, compounds = _inputs(lcd, molclip)
     t0 = time.perf_counter()
     result = evaluate(videos, steps.screen_compounds(compounds), molclip.config(), n_folds=molclip.n_folds,
-                      seeds=tuple(molclip.seeds))
+                      seeds=tuple(molclip.seeds), workers=molclip.n_workers())
     wh = lcd.warehouse()
     wh.replace_table("molclip_metrics", result.summary.with_columns(pl.lit(molclip.features).alias("features")))
     wh.replace_table("molclip_folds", result.per_fold)
     return dg.MaterializeResult(metadata={
         "seconds": round(time.perf_counter() - t0, 1), "folds": molclip.n_folds, "seeds": str(molclip.seeds),
+        "workers": molclip.n_workers(),
         "summary": md.table(result.summary)})
 
 

@@ -168,7 +168,8 @@ def _fold_queries(emb: np.ndarray, meta: pl.DataFrame, test: set[str], moa_of: d
 
 def evaluate(videos: Videos, compounds: pl.DataFrame, config: MolClipConfig = MolClipConfig(), n_folds: int = 5,
              seeds: Sequence[int] = (0,), n_boot: int = 1000, ci: float = 0.95,
-             exclude_sets: Collection[str] = ("holdout",), arms: Sequence[bool] = (False, True)) -> MolClipEvaluation:
+             exclude_sets: Collection[str] = ("holdout",), arms: Sequence[bool] = (False, True),
+             workers: int = 1) -> MolClipEvaluation:
     """Cross-validated retrieval with and without the molecule branch (module docstring).
 
     Parameters
@@ -183,6 +184,9 @@ def evaluate(videos: Videos, compounds: pl.DataFrame, config: MolClipConfig = Mo
         Bootstrap resamples and interval level of the summary.
     arms
         Which arms to run (``False`` = without molecules, ``True`` = with).
+    workers
+        Processes that train the (seed, fold, arm) models side by side (each with
+        ``config.threads``); the results do not depend on it.
     """
     table = compound_table(compounds)
     moa_of = dict(table.select("compound", "moa").iter_rows())
@@ -193,23 +197,37 @@ def evaluate(videos: Videos, compounds: pl.DataFrame, config: MolClipConfig = Mo
     unknown = [c for c in names if c not in moa_of]
     if unknown:
         raise ValueError(f"compound(s) missing from the compound table: {unknown[:10]}")
-    per_query, fold_rows = [], []
-    vcomp = vids.meta["compound"].to_numpy().astype(str)
+    tasks, fold_rows = [], []
     for seed in seeds:
         folds = compound_folds(names, [moa_of[c] for c in names], n_folds, seed)
         fold_rows += [{"seed": seed, "compound": c, "moa": moa_of[c], "fold": f} for c, f in folds.items()]
-        for f in range(n_folds):
-            test = {c for c, k in folds.items() if k == f}
-            train_v = vids.subset(~np.isin(vcomp, list(test)))
-            for arm in arms:
-                model = train(train_v, table, dataclasses.replace(config, seed=int(seed)), use_molecules=arm)
-                rows = _fold_queries(model.embed_videos(vids), vids.meta, test, moa_of)
-                per_query.append(rows.with_columns(pl.lit(seed).alias("seed"), pl.lit(f).alias("fold"),
-                                                   pl.lit(ARMS[bool(arm)]).alias("arm")))
+        tasks += [(vids, table, moa_of, dataclasses.replace(config, seed=int(seed)), {c for c, k in folds.items()
+                   if k == f}, int(seed), f, bool(arm)) for f in range(n_folds) for arm in arms]
+    per_query = _map(_fold_arm, tasks, workers)
     pq = pl.concat(per_query).select("seed", "fold", "arm", "query_replica", "plate", "well", "compound", "moa",
                                      "drug_ap", "moa_ap")
     return MolClipEvaluation(pq, _per_fold(pq), summarize(pq, n_boot, ci, seed=int(seeds[0])),
                              pl.DataFrame(fold_rows), config.to_dict())
+
+
+def _fold_arm(task: tuple) -> pl.DataFrame:
+    """The per-query rows of one (seed, fold, arm): train without the fold's compounds, query them."""
+    vids, table, moa_of, config, test, seed, fold, arm = task
+    vcomp = vids.meta["compound"].to_numpy().astype(str)
+    model = train(vids.subset(~np.isin(vcomp, list(test))), table, config, use_molecules=arm)
+    rows = _fold_queries(model.embed_videos(vids), vids.meta, test, moa_of)
+    return rows.with_columns(pl.lit(seed).alias("seed"), pl.lit(fold).alias("fold"), pl.lit(ARMS[arm]).alias("arm"))
+
+
+def _map(fn, tasks: list, workers: int) -> list:
+    """``[fn(t) for t in tasks]``, in ``workers`` spawned processes when more than one."""
+    if workers <= 1 or len(tasks) < 2:
+        return [fn(t) for t in tasks]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=mp.get_context("spawn")) as pool:
+        return list(pool.map(fn, tasks))
 
 
 def _per_fold(pq: pl.DataFrame) -> pl.DataFrame:
