@@ -4,9 +4,9 @@ glibc's malloc serves blocks over 128 KiB (a 224² float32 plane is 196 KiB) wit
 ``mmap`` and unmaps them on ``free``, so every temporary array of the image code and every
 activation of the ViT costs fresh zeroed pages: a demo took some 50 million page faults and a
 sixth of its CPU time in the kernel. Raising the mmap threshold to 32 MiB and the trim threshold
-to 2 GiB lets freed blocks be reused; measured on one core, the ViT went from 0.68 to 0.82 of the
-bf16 GEMM rate (``benchmarks/bench_demo.py``). Resident memory then stays at the high-water mark of
-the heap, which the demo's runs keep under 2 GiB.
+to 64 MiB lets freed blocks be reused; measured on one core, the ViT went from 0.68 to 0.82 of the
+bf16 GEMM rate (``benchmarks/bench_demo.py``; a 2 GiB trim threshold was no faster and left the
+demo's largest process at 1.97 GiB). At most 64 MiB of free heap is kept beyond what is in use.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import functools
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD = 32 * 2**20  # glibc's largest allowed value on 64-bit
-TRIM_THRESHOLD = 2**31 - 1
+TRIM_THRESHOLD = 64 * 2**20
 
 
 @functools.cache
