@@ -113,22 +113,28 @@ def gemm_peak(threads: int) -> float:
         torch.set_num_threads(old)
 
 
-def vit_one_core(n_tiles: int = 64, batch_size: int = 64) -> float:
-    """Tiles/s of ``embed_batches`` (the demo's path, default dtype) on one thread."""
+def vit_one_core(n_tiles: int = 64, batch_size: int | None = None, reps: int = 3) -> float:
+    """Tiles/s of ``embed_batches`` (the demo's path: default dtype, the demo's batch size) on one
+    thread, in steady state as in a demo worker: one pass to warm up, then the best of ``reps``."""
     import torch
 
+    from lcd_assets.resources import EmbeddingSettings
     from lcd_core.embedding.inference import embed_batches
     from lcd_core.embedding.vit import create_vit
 
+    batch_size = batch_size or EmbeddingSettings().batch_size
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         model = create_vit()
         tiles = np.random.default_rng(0).random((n_tiles, 3, 224, 224), dtype=np.float32).astype(np.float16)
-        list(embed_batches(model, tiles[:batch_size], batch_size=batch_size))
-        t = time.perf_counter()
         list(embed_batches(model, tiles, batch_size=batch_size))
-        return n_tiles / (time.perf_counter() - t)
+        best = float("inf")
+        for _ in range(reps):
+            t = time.perf_counter()
+            list(embed_batches(model, tiles, batch_size=batch_size))
+            best = min(best, time.perf_counter() - t)
+        return n_tiles / best
     finally:
         torch.set_num_threads(old)
 

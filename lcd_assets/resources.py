@@ -160,11 +160,14 @@ class EmbeddingSettings(dg.ConfigurableResource):
     """Which checkpoint embeds the tiles, and how.
 
     ``checkpoint`` names a folder of ``$LCD_HOME/models``; the default is the untrained ViT-S/16
-    that the ``model_checkpoint`` asset writes until pre-training exists.
+    that the ``model_checkpoint`` asset writes until pre-training exists. ``batch_size``: tiles
+    per forward; 16 lets the decode and features of the next batch overlap the ViT within a 64-FOV
+    measurement, and runs the one-core ViT at 0.81 of the bf16 GEMM rate (32: 0.78, 64: about
+    0.76; ``benchmarks/bench_demo.py``); embeddings do not depend on it.
     """
 
     checkpoint: str = "untrained-vit-s16-seed0"
-    batch_size: int = 64
+    batch_size: int = 16
     device: str = "auto"
     dtype: str = "auto"
 
