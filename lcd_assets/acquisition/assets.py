@@ -159,7 +159,8 @@ MAX_EMPTY_FOV_FRACTION = 0.25
         "and intensity normalisation; QC rejects saturated, debris, empty and out-of-focus tiles with "
         "the reason (on synthetic screens `qc_vs_truth` scores QC against the planted artifacts). "
         "Table `tiles`: one row per tile (kept or not) with tile → FOV → well → plate → replica "
-        "lineage. Pixels are not copied: tiling is deterministic and re-read from the TIFFs."
+        "lineage. The kept tiles wait in a per-partition cache (`cache/kept_tiles/`) until "
+        "`kept_tile_pass` reads them; tiling is deterministic, so without it they are re-read from the TIFFs."
     ),
 )
 def tiles(

@@ -4,11 +4,12 @@ Three steps, each a function the acquisition assets call once per partition:
 
 * :func:`index_measurement`: the Phenix index of the measurement with its plate-map lineage and
   how complete it is;
-* :func:`tile_measurement` and :func:`tile_qc`: every brightfield FOV tiled, QC'd, and the
+* :func:`tile_measurement` and :func:`tile_qc`: every brightfield FOV decoded once, tiled, QC'd,
+  its kept tiles handed to the kept-tile cache (:mod:`lcd_core.tiles.cache`), and the
   partition's QC summary;
-* :func:`kept_tile_pass`: the kept tiles decoded ONCE and fanned out to the ViT, the handcrafted
-  features and the cell segmentation, giving the ``tile_embeddings``, ``fov_features``,
-  ``cell_features`` and ``segmented_cells`` tables.
+* :func:`kept_tile_pass`: the kept tiles, read from that cache (or decoded again without it), fanned
+  out to the ViT, the handcrafted features and the cell segmentation, giving the
+  ``tile_embeddings``, ``fov_features``, ``cell_features`` and ``segmented_cells`` tables.
 
 Pure Python over the stage packages (no Dagster); reading and writing the warehouse is the
 caller's.
