@@ -1,4 +1,7 @@
-"""Resources, chosen by environment (``LCD_ENV``: ``local`` (default) or ``gpu``).
+"""Resources, chosen by environment (``LCD_ENV``): ``local`` (default, this machine's CPU),
+``gpu`` (this machine's GPU), ``ray`` (the heavy work of each step on the Ray cluster of
+``RAY_ADDRESS``, default ``auto``) or ``ray-gpu`` (the same, the embedding and pre-training on the
+cluster's GPUs with the paper's pre-training recipe).
 
 Everything lives under one folder, ``LCD_HOME`` (default ``~/.lcd``): the inbox, the metadata,
 the DuckDB warehouse, Parquet datasets, model checkpoints and the Dagster instance.
@@ -236,23 +239,31 @@ class MolClipSettings(dg.ConfigurableResource):
         return MolClipConfig(epochs=self.epochs, threads=self.threads)
 
 
+ENVS = ("local", "gpu", "ray", "ray-gpu")
+
+
 def resources_for_env(env: str | None = None, home: Path | None = None) -> dict:
-    """Resource set of an environment: ``local`` (CPU, bf16 where supported) or ``gpu``."""
+    """Resource set of an environment (:data:`ENVS`): ``local`` (CPU, bf16 where supported),
+    ``gpu``, ``ray`` or ``ray-gpu`` (see the module's docstring)."""
+    from lcd_assets.compute import compute_for_env
+
     env = env or os.environ.get("LCD_ENV", "local")
     home = home or lcd_home_from_env()
-    if env not in {"local", "gpu"}:
-        raise ValueError(f"LCD_ENV={env!r}: expected 'local' or 'gpu'")
+    if env not in ENVS:
+        raise ValueError(f"LCD_ENV={env!r}: expected one of {', '.join(ENVS)}")
+    gpu = env in {"gpu", "ray-gpu"}
     embedding = (
-        EmbeddingSettings(batch_size=512, device="cuda")
-        if env == "gpu"
+        EmbeddingSettings(batch_size=512, device="cuda" if env == "gpu" else "auto")
+        if gpu
         else EmbeddingSettings()
     )
     return {
         "lcd": LcdHome(home=str(home)),
+        "compute": compute_for_env(env),
         "tiling": TilingSettings(),
         "embedding": embedding,
         "nuclei": NucleiSettings(),
-        "pretraining": PretrainingSettings(preset="gpu" if env == "gpu" else "cpu"),
+        "pretraining": PretrainingSettings(preset="gpu" if gpu else "cpu"),
         "segmentation": SegmentationSettings(),
         "molclip": MolClipSettings(),
     }

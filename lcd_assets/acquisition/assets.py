@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from lcd_assets import metadata as md
+from lcd_assets.compute import STEP_RETRIES, Compute
 from lcd_assets.partitions import measurement_of, measurement_partitions, partitioned_check
 from lcd_assets.resources import (
     CELL_SEGMENTATION_MODEL,
@@ -24,14 +25,14 @@ from lcd_assets.resources import (
     LcdHome,
     TilingSettings,
 )
-from lcd_core.cells import CELL_FEATURE_NAMES, N_CELL_FEATURES, load_raynet
+from lcd_core.cells import CELL_FEATURE_NAMES, N_CELL_FEATURES
 from lcd_core.embedding.aggregate import aggregate_embeddings
-from lcd_core.embedding.vit import load_checkpoint
+from lcd_core.embedding.vit import describe_checkpoint
 from lcd_core.handcrafted.features import FEATURE_NAMES, N_FEATURES
 from lcd_core.pipeline import acquisition as pipeline
 from lcd_core.pipeline.acquisition import EMBED_DIM, FOV_KEYS, WELL_KEYS
 from lcd_core.tiles import partition as acq
-from lcd_core.tiles.cache import KeptTileWriter, remove_kept_tiles
+from lcd_core.tiles.cache import remove_kept_tiles
 from lcd_core.tiles.preprocess import TileConfig
 
 GROUP = "acquisition"
@@ -142,6 +143,7 @@ MAX_EMPTY_FOV_FRACTION = 0.25
     group_name=GROUP,
     kinds={"numpy", "duckdb"},
     pool=WAREHOUSE_POOL,
+    retry_policy=STEP_RETRIES,
     deps=["image_index"],
     check_specs=[
         _check_spec(
@@ -164,18 +166,17 @@ MAX_EMPTY_FOV_FRACTION = 0.25
     ),
 )
 def tiles(
-    context: dg.AssetExecutionContext, lcd: LcdHome, tiling: TilingSettings
+    context: dg.AssetExecutionContext, lcd: LcdHome, tiling: TilingSettings, compute: Compute
 ) -> dg.MaterializeResult:
     plate, timepoint = measurement_of(context)
     index, fovs, config = _partition_fovs(lcd, tiling, plate, timepoint)
-    keep = KeptTileWriter(lcd.kept_tile_cache(plate, timepoint), config)
+    cache = lcd.kept_tile_cache(plate, timepoint)
+    tiled = compute.run(context, pipeline.tile_to_cache, fovs, config, cache)
     try:
-        tiled = pipeline.tile_measurement(fovs, config, keep=keep)
         lcd.warehouse().replace_partition("tiles", tiled.table, _where(plate, timepoint))
     except BaseException:
-        keep.abort()
+        remove_kept_tiles(cache)
         raise
-    keep.commit()
     shape = int(index["size_y"].max()), int(index["size_x"].max())
     qc = pipeline.tile_qc(tiled.table, shape, config, MAX_EMPTY_FOV_FRACTION)
     meta = {
@@ -231,29 +232,22 @@ def _tile_previews(lcd: LcdHome, tiled: pipeline.Tiling, config: TileConfig, pla
 # tile_embeddings, fov_features, cell_features: one decode of the kept tiles
 
 
-_LOADERS = {"model.safetensors": (load_checkpoint, "checkpoint", "model_checkpoint"),
-            "raynet.pt": (load_raynet, "cell segmentation model", "segmentation_model")}
+_WEIGHTS = {"model.safetensors": ("checkpoint", "model_checkpoint"),
+            "raynet.pt": ("cell segmentation model", "segmentation_model")}
 
 
-@functools.lru_cache(maxsize=4)
-def _load_cached(path: str, weights: str, mtime: float):
-    return _LOADERS[weights][0](path)
+def _model_folder(folder: Path, weights: str = "model.safetensors") -> Path:
+    """``folder``, once its weights are there (the model loads where the work runs: once per
+    process, :func:`lcd_core.pipeline.acquisition.load_model`)."""
+    if not (folder / weights).exists():
+        what, asset = _WEIGHTS[weights]
+        raise FileNotFoundError(f"{what} {folder / weights} not found: materialize {asset} first")
+    return folder
 
 
-def _load_model(folder: Path, weights: str = "model.safetensors"):
-    """The model of ``folder`` (``(model, record)``), kept across runs of one process (``lcd demo``
-    runs in-process), so weights load and the bf16 kernels warm up once; rewritten weights reload."""
-    path = folder / weights
-    if not path.exists():
-        _, what, asset = _LOADERS[weights]
-        raise FileNotFoundError(f"{what} {path} not found: materialize {asset} first")
-    return _load_cached(str(folder), weights, path.stat().st_mtime)
-
-
-def _vit(lcd: LcdHome, embedding: EmbeddingSettings) -> pipeline.Vit:
-    model, record = _load_model(lcd.models_dir / embedding.checkpoint)
-    return pipeline.Vit(model, record, record.get("name", embedding.checkpoint), batch_size=embedding.batch_size,
-                        dtype=embedding.dtype, device=embedding.device)
+def _vit(lcd: LcdHome, embedding: EmbeddingSettings) -> pipeline.VitSpec:
+    return pipeline.VitSpec(str(_model_folder(lcd.models_dir / embedding.checkpoint)),
+                            batch_size=embedding.batch_size, dtype=embedding.dtype, device=embedding.device)
 
 
 _EMBEDDINGS, _FEATURES = dg.AssetKey("tile_embeddings"), dg.AssetKey("fov_features")
@@ -264,6 +258,7 @@ CELL_FEATURES = _CELLS = dg.AssetKey("cell_features")
     name="kept_tile_pass",
     partitions_def=measurement_partitions,
     can_subset=True,
+    retry_policy=STEP_RETRIES,
     specs=[
         dg.AssetSpec(
             _EMBEDDINGS, group_name=GROUP, kinds={"pytorch", "parquet"}, deps=["tiles", "model_checkpoint"],
@@ -319,6 +314,7 @@ def kept_tile_pass(
     lcd: LcdHome,
     tiling: TilingSettings,
     embedding: EmbeddingSettings,
+    compute: Compute,
 ):
     """Decode the partition's kept tiles once; feed the ViT, the handcrafted features and the cell
     segmentation from it (:func:`lcd_core.pipeline.acquisition.kept_tile_pass`).
@@ -329,11 +325,11 @@ def kept_tile_pass(
     _, fovs, config = _partition_fovs(lcd, tiling, plate, timepoint)
     kept = _read_partition_table(lcd, "tiles", plate, timepoint).filter(pl.col("kept"))
     selected = context.selected_asset_keys
-    raynet = _load_model(lcd.models_dir / CELL_SEGMENTATION_MODEL, "raynet.pt")[0] if _CELLS in selected else None
+    raynet = _model_folder(lcd.models_dir / CELL_SEGMENTATION_MODEL, "raynet.pt") if _CELLS in selected else None
     vit = _vit(lcd, embedding) if _EMBEDDINGS in selected else None
     cache = lcd.kept_tile_cache(plate, timepoint)
-    done = pipeline.kept_tile_pass(fovs, kept, config, vit=vit, features=_FEATURES in selected, raynet=raynet,
-                                   log=context.log.info, cache=cache)
+    done = compute.run(context, pipeline.kept_tile_pass, fovs, kept, config, gpu=vit is not None, vit=vit,
+                       features=_FEATURES in selected, raynet=raynet, log=compute.progress(context), cache=cache)
     wh, where = lcd.warehouse(), _where(plate, timepoint)
     if vit is not None:
         if done.tile_embeddings.height:
@@ -363,7 +359,7 @@ def _write_per_fov(lcd: LcdHome, dataset: str, where: dict[str, str], table: pl.
         lcd.warehouse().delete_partition(dataset, where)
 
 
-def _embeddings_result(context: dg.AssetExecutionContext, vit: pipeline.Vit, checkpoint: str,
+def _embeddings_result(context: dg.AssetExecutionContext, vit: pipeline.VitSpec, checkpoint: str,
                        done: pipeline.KeptTilePass, n_kept: int) -> dg.MaterializeResult:
     emb, out = done.embeddings, done.tile_embeddings
     finite = bool(np.isfinite(emb).all())
@@ -381,9 +377,9 @@ def _embeddings_result(context: dg.AssetExecutionContext, vit: pipeline.Vit, che
         asset_key=_EMBEDDINGS,
         metadata={
             "tiles": out.height,
-            "model": vit.label,
+            "model": describe_checkpoint(record := vit.record()),
             "checkpoint": checkpoint,
-            "trained": bool(vit.record.get("trained", False)),
+            "trained": bool(record.get("trained", False)),
             "tiles_per_s": round(out.height / max(seconds, 1e-9), 1),
             "seconds": round(seconds, 1),
             "tiles_from": "tiling cache" if done.from_cache else "TIFFs (decoded again)",

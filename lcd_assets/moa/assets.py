@@ -4,6 +4,7 @@ import dagster as dg
 import polars as pl
 
 from lcd_assets import metadata as md
+from lcd_assets.compute import STEP_RETRIES, Compute
 from lcd_assets.partitions import condition_of, condition_partitions
 from lcd_assets.resources import WAREHOUSE_POOL, LcdHome
 from lcd_core import moa
@@ -27,6 +28,7 @@ def _poly_truth(lcd: LcdHome, poly: pl.DataFrame) -> dict:
     group_name=GROUP,
     kinds={"scikitlearn", "duckdb"},
     pool=WAREHOUSE_POOL,
+    retry_policy=STEP_RETRIES,
     deps=["normalized_profiles", "activity"],
     description=(
         "Linear probes of one dose × timepoint: a multinomial logistic regression on the normalized "
@@ -35,14 +37,14 @@ def _poly_truth(lcd: LcdHome, poly: pl.DataFrame) -> dict:
         "training compounds. Table `moa_probe_results` (softmax per class per compound)."
     ),
 )
-def moa_probes(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.MaterializeResult:
+def moa_probes(context: dg.AssetExecutionContext, lcd: LcdHome, compute: Compute) -> dg.MaterializeResult:
     dose, timepoint = condition_of(context)
     part = {"dose": dose, "timepoint": timepoint}
     wh = lcd.warehouse()
     profiles = wh.read_parquet_partition("normalized_profiles", part).drop(list(part), strict=False)
     activity = wh.query("SELECT * FROM activity WHERE dose = $dose AND timepoint = $timepoint", part)
-    table = string_keys(moa.condition_probes(profiles, activity, classes=lcd.moa_classes(),
-                                             holdout_compounds=lcd.holdout_compounds()))
+    table = string_keys(compute.run(context, moa.condition_probes, profiles, activity, classes=lcd.moa_classes(),
+                                    holdout_compounds=lcd.holdout_compounds()))
     wh.replace_partition("moa_probe_results", table, part)
     skipped = table.filter(pl.col("status") == "skipped")
     scored = table.filter(pl.col("predicted").is_not_null() & pl.col("moa").is_not_null())

@@ -9,6 +9,7 @@ import dagster as dg
 import polars as pl
 
 from lcd_assets import metadata as md
+from lcd_assets.compute import STEP_RETRIES, Compute
 from lcd_assets.partitions import measurement_of, measurement_partitions, partitioned_check
 from lcd_assets.resources import WAREHOUSE_POOL, LcdHome, NucleiSettings
 from lcd_core.nuclei.measurement import get_method
@@ -39,6 +40,7 @@ def _partition(lcd: LcdHome, plate: str, timepoint: str) -> tuple[pl.DataFrame, 
     group_name=GROUP,
     kinds={"scikitimage", "duckdb", "parquet"},
     pool=WAREHOUSE_POOL,
+    retry_policy=STEP_RETRIES,
     deps=["image_index", "tiles"],
     check_specs=[
         _check_spec("counts_plausible", description=(
@@ -56,11 +58,12 @@ def _partition(lcd: LcdHome, plate: str, timepoint: str) -> tuple[pl.DataFrame, 
         "centre `x` = column, `y` = row in pixels of the original image, `area_um2`)."
     ),
 )
-def fov_nuclei(context: dg.AssetExecutionContext, lcd: LcdHome, nuclei: NucleiSettings) -> dg.MaterializeResult:
+def fov_nuclei(context: dg.AssetExecutionContext, lcd: LcdHome, nuclei: NucleiSettings,
+               compute: Compute) -> dg.MaterializeResult:
     plate, timepoint = measurement_of(context)
     index, fovs, kept = _partition(lcd, plate, timepoint)
     pixel_um, shape = steps.pixel_size_um(index), (int(index["size_y"].max()), int(index["size_x"].max()))
-    done = steps.nuclei_pass(fovs, pixel_um, get_method(nuclei.method), keep_labels=SCORED_FOVS)
+    done = compute.run(context, steps.nuclei_pass, fovs, pixel_um, get_method(nuclei.method), keep_labels=SCORED_FOVS)
     wh, where = lcd.warehouse(), {"plate": plate, "timepoint": timepoint}
     wh.replace_partition("fov_nuclei", done.fovs.with_columns(pl.lit(nuclei.method).alias("method")), where)
     wh.write_parquet_partition("nuclei", where, done.nuclei)

@@ -9,6 +9,7 @@ import dagster as dg
 import polars as pl
 
 from lcd_assets import metadata as md
+from lcd_assets.compute import Compute
 from lcd_assets.resources import WAREHOUSE_POOL, EmbeddingSettings, LcdHome, PretrainingSettings, TilingSettings
 from lcd_core.plots import ablation_bars, training_curves
 from lcd_core.pipeline import ablation as ablation_steps
@@ -102,13 +103,13 @@ def ssl_tile_bank(context: dg.AssetExecutionContext, lcd: LcdHome, tiling: Tilin
     ),
 )
 def ssl_checkpoint(context: dg.AssetExecutionContext, lcd: LcdHome,
-                   pretraining: PretrainingSettings) -> dg.MaterializeResult:
+                   pretraining: PretrainingSettings, compute: Compute) -> dg.MaterializeResult:
     variant = context.partition_key
     out = lcd.models_dir / checkpoint_name(variant)
-    run = pretraining_steps.pretrain_variant(
-        _bank(lcd), variant, out, preset=pretraining.preset, steps=pretraining.steps, seed=pretraining.seed,
-        time_budget_s=pretraining.time_budget_s, device=pretraining.device, num_threads=pretraining.num_threads,
-        log=context.log.info)
+    run = compute.run(
+        context, pretraining_steps.pretrain_variant, _bank(lcd), variant, out, gpu=True, preset=pretraining.preset,
+        steps=pretraining.steps, seed=pretraining.seed, time_budget_s=pretraining.time_budget_s,
+        device=pretraining.device, num_threads=pretraining.num_threads, log=compute.progress(context))
     meta = _checkpoint_metadata(run, out)
     if run.history.height:
         last = run.history.row(-1, named=True)

@@ -7,6 +7,7 @@ import numpy as np
 import polars as pl
 
 from lcd_assets import metadata as md
+from lcd_assets.compute import STEP_RETRIES, Compute
 from lcd_assets.partitions import condition_of, condition_partitions, measurement_to_condition, partitioned_check
 from lcd_assets.resources import WAREHOUSE_POOL, LcdHome
 from lcd_core.ground_truth import HOLDOUT, activity_against_truth, dmso_holdout_profiles, nan_safe
@@ -108,6 +109,7 @@ def normalized_profiles(
     group_name=GROUP,
     kinds={"numpy", "duckdb"},
     pool=WAREHOUSE_POOL,
+    retry_policy=STEP_RETRIES,
     deps=["normalized_profiles"],
     check_specs=[
         _check("every_compound_scored", "activity",
@@ -131,14 +133,15 @@ def normalized_profiles(
         "(`fallback`). Warehouse tables `activity`, `activity_null`; draws in Parquet `activity_draws`."
     ),
 )
-def activity(context: dg.AssetExecutionContext, config: ActivityConfig, lcd: LcdHome) -> dg.MaterializeResult:
+def activity(context: dg.AssetExecutionContext, config: ActivityConfig, lcd: LcdHome,
+             compute: Compute) -> dg.MaterializeResult:
     dose, timepoint = condition_of(context)
     part = {"dose": dose, "timepoint": timepoint}
     wh = lcd.warehouse()
     # the Parquet partition carries its hive keys as plain columns; they are not features
     profiles = wh.read_parquet_partition("normalized_profiles", part).drop(list(part), strict=False)
     t0 = time.perf_counter()
-    res = condition_activity(profiles, config.settings(), keep_draws=True)
+    res = compute.run(context, condition_activity, profiles, config.settings(), keep_draws=True)
     elapsed = time.perf_counter() - t0
     wh.replace_partition("activity", res.activity, part)
     wh.replace_partition("activity_null", res.null, part)

@@ -4,19 +4,23 @@ Three steps, each a function the acquisition assets call once per partition:
 
 * :func:`index_measurement`: the Phenix index of the measurement with its plate-map lineage and
   how complete it is;
-* :func:`tile_measurement` and :func:`tile_qc`: every brightfield FOV decoded once, tiled, QC'd,
-  its kept tiles handed to the kept-tile cache (:mod:`lcd_core.tiles.cache`), and the
-  partition's QC summary;
+* :func:`tile_measurement` (:func:`tile_to_cache`) and :func:`tile_qc`: every brightfield FOV
+  decoded once, tiled, QC'd, its kept tiles handed to the kept-tile cache
+  (:mod:`lcd_core.tiles.cache`), and the partition's QC summary;
 * :func:`kept_tile_pass`: the kept tiles, read from that cache (or decoded again without it), fanned
   out to the ViT, the handcrafted features and the cell segmentation, giving the
   ``tile_embeddings``, ``fov_features``, ``cell_features`` and ``segmented_cells`` tables.
 
 Pure Python over the stage packages (no Dagster); reading and writing the warehouse is the
-caller's.
+caller's. :func:`tile_to_cache` and :func:`kept_tile_pass` take plain arguments (tables, settings,
+model folders as :class:`VitSpec` / paths) so that a cluster worker can run them; models load once
+per process (:func:`load_model`).
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -26,11 +30,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from lcd_core.cells import CELL_FEATURE_NAMES, N_RAYS, RayNet
+from lcd_core.cells import CELL_FEATURE_NAMES, N_RAYS, RayNet, load_raynet
 from lcd_core.cells.features import SegmentedTile, tiles_cell_features
 from lcd_core.embedding.aggregate import aggregate_embeddings
 from lcd_core.embedding.inference import embed_batches, input_size_of, resize_tiles
-from lcd_core.embedding.vit import describe_checkpoint
+from lcd_core.embedding.vit import describe_checkpoint, load_checkpoint
 from lcd_core.handcrafted.features import FEATURE_NAMES, tiles_features
 from lcd_core.io.inbox import MeasurementTimepoint, resolve_partition
 from lcd_core.io.phenix import Measurement, read_index
@@ -139,6 +143,19 @@ def tile_measurement(fovs: pl.DataFrame, config: TileConfig, keep: KeptTileWrite
     return Tiling(pl.DataFrame(rows, infer_schema_length=None), seconds, preview, examples[True] + examples[False])
 
 
+def tile_to_cache(fovs: pl.DataFrame, config: TileConfig, cache: Path) -> Tiling:
+    """:func:`tile_measurement` with the kept tiles committed to the cache at ``cache`` (a stem of
+    :mod:`lcd_core.tiles.cache`), or nothing left there when it fails."""
+    keep = KeptTileWriter(cache, config)
+    try:
+        tiled = tile_measurement(fovs, config, keep=keep)
+    except BaseException:
+        keep.abort()
+        raise
+    keep.commit()
+    return tiled
+
+
 def preview_png(tiling: Tiling, config: TileConfig) -> bytes | None:
     """The preview FOV with its tile grid (rejected tiles in red), as PNG; None without FOVs."""
     if tiling.preview is None:
@@ -201,6 +218,45 @@ class Vit:
         return describe_checkpoint(self.record)
 
 
+_LOADERS = {"model.safetensors": load_checkpoint, "raynet.pt": load_raynet}
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(folder: str, weights: str, mtime_ns: int):
+    return _LOADERS[weights](folder)
+
+
+def load_model(folder: Path | str, weights: str = "model.safetensors") -> tuple[object, dict]:
+    """``(model, record)`` of a ViT checkpoint folder (or, ``weights="raynet.pt"``, of the cell
+    segmentation network), kept per process: the weights load and the bf16 kernels warm up once
+    per process (a demo process, a cluster worker); rewritten weights load again."""
+    path = Path(folder) / weights
+    if not path.exists():
+        raise FileNotFoundError(f"model weights {path} not found")
+    return _load_cached(str(folder), weights, path.stat().st_mtime_ns)
+
+
+@dataclass(frozen=True)
+class VitSpec:
+    """A ViT by its checkpoint folder, with how to run it: what a worker gets instead of the model
+    (:meth:`load` reads it there, once per process)."""
+
+    folder: str
+    batch_size: int = 64
+    dtype: str = "auto"
+    device: str = "auto"
+
+    def record(self) -> dict:
+        """The checkpoint's ``config.json``."""
+        path = Path(self.folder) / "config.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def load(self) -> Vit:
+        model, record = load_model(self.folder)
+        return Vit(model, record, record.get("name", Path(self.folder).name), batch_size=self.batch_size,
+                   dtype=self.dtype, device=self.device)
+
+
 @dataclass
 class KeptTilePass:
     """What one decode of a partition's kept tiles gave each consumer (None: not asked for).
@@ -221,8 +277,8 @@ class KeptTilePass:
     segmented_cells: pl.DataFrame | None = None
 
 
-def kept_tile_pass(fovs: pl.DataFrame, kept: pl.DataFrame, config: TileConfig, *, vit: Vit | None = None,
-                   features: bool = False, raynet: RayNet | None = None, log: Log | None = None,
+def kept_tile_pass(fovs: pl.DataFrame, kept: pl.DataFrame, config: TileConfig, *, vit: Vit | VitSpec | None = None,
+                   features: bool = False, raynet: RayNet | Path | None = None, log: Log | None = None,
                    cache: Path | None = None) -> KeptTilePass:
     """Decode the kept tiles of a partition once and feed the ViT, the handcrafted features and
     the cell segmentation from that one stream (memory bounded by a batch / an FOV).
@@ -234,13 +290,18 @@ def kept_tile_pass(fovs: pl.DataFrame, kept: pl.DataFrame, config: TileConfig, *
     kept
         The partition's ``tiles`` rows with ``kept``.
     vit, features, raynet
-        The consumers: the ViT, whether to compute the handcrafted features, the segmentation net.
+        The consumers: the ViT (or its :class:`VitSpec`), whether to compute the handcrafted
+        features, the segmentation net (or its folder).
     log
         Receives progress lines of the embedding.
     cache
         Where the tiling left the kept tiles (:mod:`lcd_core.tiles.cache`); they are read from
         there when it holds exactly these tiles, else the FOVs are decoded and tiled again.
     """
+    if isinstance(vit, VitSpec):
+        vit = vit.load()
+    if isinstance(raynet, (str, Path)):
+        raynet = load_model(raynet, "raynet.pt")[0]
     rows: list[dict] = []
     feats: list[np.ndarray] = []
     cell_feats: list[np.ndarray] = []

@@ -50,6 +50,10 @@ class InMemoryTileSource:
             raise ValueError(f"{len(tiles)} tiles but {table.height} table rows")
         self._tiles, self._table = tiles, table
 
+    def __reduce__(self):
+        # a bank travels (to a cluster worker) as its folder, memory-mapped again there
+        return (type(self), (self.folder,))
+
     @property
     def table(self) -> pl.DataFrame:
         return self._table

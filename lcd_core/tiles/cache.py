@@ -7,7 +7,9 @@ file as it goes (memory bounded by one FOV) and the pass reads them back memory-
 Two files per partition: ``<stem>.bin`` (the tiles, ``(n, 3, T, T)`` in tiling order) and
 ``<stem>.json`` (shape, dtype, the tiling settings and the tile ids), written to temporary names
 and renamed, the JSON last: a cache without its JSON, with other settings or other tile ids than
-the pass asks for is ignored, and the pass decodes the TIFFs as before.
+the pass asks for is ignored, and the pass decodes the TIFFs as before. A temporary file names its
+writer's host and process; one whose process is gone (killed mid-write) is removed by the next
+writer of the partition on that host.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +25,7 @@ import numpy as np
 
 from lcd_core.tiles.preprocess import TileConfig
 
-__all__ = ["KeptTileWriter", "iter_cached", "read_kept_tiles", "remove_kept_tiles"]
+__all__ = ["KeptTileWriter", "iter_cached", "read_kept_tiles", "remove_kept_tiles", "remove_stale_temporaries"]
 
 
 def _file(stem: Path, ext: str) -> Path:
@@ -39,7 +42,8 @@ class KeptTileWriter:
     def __init__(self, stem: Path, config: TileConfig) -> None:
         self.stem, self.config = Path(stem), config
         self.stem.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.stem.with_name(f".{self.stem.name}.{os.getpid()}.bin.tmp")
+        remove_stale_temporaries(self.stem)
+        self._tmp = self.stem.with_name(f".{self.stem.name}.{_writer()}.bin.tmp")
         self._file = open(self._tmp, "wb")
         self._ids: list[str] = []
         self._shape: tuple[int, ...] | None = None
@@ -62,13 +66,40 @@ class KeptTileWriter:
         remove_kept_tiles(self.stem)
         os.replace(self._tmp, _file(self.stem, ".bin"))
         meta = {"shape": self._shape, "dtype": self._dtype, "config": _config_key(self.config), "tile_ids": self._ids}
-        tmp = self.stem.with_name(f".{self.stem.name}.{os.getpid()}.json.tmp")
+        tmp = self.stem.with_name(f".{self.stem.name}.{_writer()}.json.tmp")
         tmp.write_text(json.dumps(meta))
         os.replace(tmp, _file(self.stem, ".json"))
 
     def abort(self) -> None:
         self._file.close()
         self._tmp.unlink(missing_ok=True)
+
+
+def _writer() -> str:
+    """``<host>.<pid>``: who writes a temporary file."""
+    return f"{socket.gethostname()}.{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(stem: Path) -> list[Path]:
+    """Remove the temporary files of ``stem``'s cache left by writers of this host that no longer
+    run (a process killed mid-write); returns them."""
+    host, stale = socket.gethostname(), []
+    for tmp in Path(stem).parent.glob(f".{Path(stem).name}.{host}.*.tmp"):
+        pid = tmp.name[len(f".{Path(stem).name}.{host}."):].split(".")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            stale.append(tmp)
+    return stale
 
 
 def read_kept_tiles(stem: Path, config: TileConfig, tile_ids: list[str]) -> tuple[np.ndarray, list[str]] | None:

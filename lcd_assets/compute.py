@@ -1,0 +1,123 @@
+"""Where the heavy work of a step runs: in the step's own process, or on a Ray cluster.
+
+The assets hand their per-partition work (a function of :mod:`lcd_core` with plain arguments:
+tables, settings, paths under ``LCD_HOME``) to the ``compute`` resource and write what comes back.
+Dagster keeps the partitions, runs, sensors, checks and lineage; only the head process (the
+step) opens the DuckDB warehouse, so a worker never writes it.
+
+* :class:`Compute` (``LCD_ENV=local`` / ``gpu``): the function runs here.
+* :class:`RayCompute` (``LCD_ENV=ray`` / ``ray-gpu``): dagster-ray's :class:`dagster_ray.RayResource`
+  for a cluster that already runs (``ray start --head`` here, or any cluster's address); the
+  function runs as a Ray task with ``cpus_per_task`` CPUs, and the GPU work (embedding,
+  pre-training) with ``gpus_per_task`` GPUs. Ray does not retry a task whose worker died
+  (``max_retries=0``): the step fails and Dagster's retry policy runs it again, so one place
+  decides about retries and every attempt is in the run's log.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+import dagster as dg
+from dagster_ray import RayResource
+from pydantic import Field
+
+T = TypeVar("T")
+
+#: how a step that failed because its worker died (or any other error) is run again
+STEP_RETRIES = dg.RetryPolicy(max_retries=2, delay=1.0)
+
+
+class Compute(dg.ConfigurableResource):
+    """Runs a step's heavy work in the step's own process (the default)."""
+
+    def run(self, context: dg.AssetExecutionContext, fn: Callable[..., T], *args: Any,
+            gpu: bool = False, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)``; ``gpu``: the work uses the GPU where there is one."""
+        return fn(*args, **kwargs)
+
+    def progress(self, context: dg.AssetExecutionContext) -> Callable[[str], None]:
+        """Where the work's progress lines go: the step's log."""
+        return context.log.info
+
+    @property
+    def backend(self) -> str:
+        return "local"
+
+
+class RayCompute(RayResource, Compute):
+    """Runs a step's heavy work as a task on a running Ray cluster (dagster-ray's resource).
+
+    ``address``: the cluster (``auto``: the one ``ray start`` runs on this machine; ``host:port``
+    of a head's GCS; ``ray://host:10001`` for Ray Client). The cluster's workers need this package
+    installed and ``LCD_HOME`` at the same path (a shared filesystem). A run connects when it
+    starts (dagster-ray's lifecycle) and disconnects when it ends; the cluster itself is never
+    created nor deleted here.
+    """
+
+    address: str = Field(default="auto", description="Ray cluster address (RAY_ADDRESS)")
+    cpus_per_task: float = Field(default=1.0, description="CPUs a task reserves")
+    gpus_per_task: float = Field(default=0.0, description="GPUs the embedding and pre-training tasks reserve")
+
+    @property
+    def backend(self) -> str:
+        return "ray"
+
+    @property
+    def host(self) -> str:
+        return urlparse(self.address if "://" in self.address else f"ray://{self.address}").hostname or "127.0.0.1"
+
+    @property
+    def name(self) -> str:
+        return f"Ray cluster {self.address}"
+
+    @property
+    def ray_address(self) -> str:  # type: ignore[override]
+        return self.address
+
+    @property
+    def created(self) -> bool:  # the cluster runs outside Dagster
+        return True
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    def delete(self, context) -> None:  # an external cluster outlives the run
+        pass
+
+    def on_cleanup(self, context, *, deleted: bool) -> None:
+        context.log.debug(f"disconnected from {self.name}")
+
+    def run(self, context: dg.AssetExecutionContext, fn: Callable[..., T], *args: Any,
+            gpu: bool = False, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` as a Ray task; its result (or error) comes back here."""
+        import ray
+
+        if not ray.is_initialized():
+            self.connect(context)
+        name = getattr(fn, "__name__", "task")
+        options = {"num_cpus": self.cpus_per_task, "num_gpus": self.gpus_per_task if gpu else 0,
+                   "max_retries": 0, "name": name}
+        ref = ray.remote(fn).options(**options).remote(*args, **kwargs)
+        context.log.info(f"{name} as Ray task {ref.task_id().hex()} ({options['num_cpus']:g} CPU, "
+                         f"{options['num_gpus']:g} GPU) on {self.name}")
+        return ray.get(ref)
+
+    def progress(self, context: dg.AssetExecutionContext) -> Callable[[str], None]:
+        """A task's progress lines go to its worker's log (``ray logs``), which Ray forwards to
+        the step's standard output."""
+        return print
+
+
+def compute_for_env(env: str) -> Compute:
+    """The ``compute`` resource of an environment (``ray`` / ``ray-gpu``: the cluster of
+    ``RAY_ADDRESS``, default ``auto``)."""
+    if not env.startswith("ray"):
+        return Compute()
+    return RayCompute(address=os.environ.get("RAY_ADDRESS", "auto"),
+                      gpus_per_task=1.0 if env == "ray-gpu" else 0.0,
+                      ray_init_options={"ignore_reinit_error": True, "log_to_driver": True})
