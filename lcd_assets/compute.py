@@ -17,7 +17,16 @@ step) opens the DuckDB warehouse, so a worker never writes it.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
@@ -121,3 +130,48 @@ def compute_for_env(env: str) -> Compute:
     return RayCompute(address=os.environ.get("RAY_ADDRESS", "auto"),
                       gpus_per_task=1.0 if env == "ray-gpu" else 0.0,
                       ray_init_options={"ignore_reinit_error": True, "log_to_driver": True})
+
+
+@contextmanager
+def local_ray_head(num_cpus: int = 2, num_gpus: int = 0, timeout_s: float = 90.0) -> Iterator[str]:
+    """A Ray head on 127.0.0.1 (``ray start --head --block``) for the block; yields its address.
+
+    Its processes run in a session of their own and are stopped as a group on exit, so no other
+    Ray on the machine is touched (``ray stop`` would stop them all). For tests, benchmarks and a
+    one-machine try of ``LCD_ENV=ray``; a real cluster is started by its own tooling.
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
+    head = subprocess.Popen(
+        [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
+         f"--port={port}", f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}", "--include-dashboard=false",
+         "--disable-usage-stats", f"--temp-dir={temp}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for_port(port, head, timeout_s)
+        yield f"127.0.0.1:{port}"
+    finally:
+        import ray
+
+        ray.shutdown()
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _wait_for_port(port: int, head: subprocess.Popen, timeout_s: float) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        if head.poll() is not None:
+            raise RuntimeError(f"ray start exited with {head.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"no Ray head on 127.0.0.1:{port} after {timeout_s:.0f} s")

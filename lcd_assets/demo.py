@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -38,12 +39,29 @@ telemetry:
 """
 
 
+def instance_yaml(env: str | None = None, parallel: int | None = None) -> str:
+    """The project's dagster.yaml for an environment: on a Ray cluster (``LCD_ENV=ray*``) the
+    partitions run ``parallel`` at a time (``LCD_PARALLEL``, default 8): that many runs, and that
+    many steps of the warehouse pool, whose heavy work is on the cluster and whose short DuckDB
+    writes the warehouse's lock retries serialise. Elsewhere the file as it is."""
+    text = INSTANCE_YAML.read_text() if INSTANCE_YAML.exists() else FALLBACK_YAML
+    env = env or os.environ.get("LCD_ENV", "local")
+    if not env.startswith("ray"):
+        return text
+    n = parallel or int(os.environ.get("LCD_PARALLEL", "8"))
+    if n < 1:
+        raise ValueError(f"LCD_PARALLEL={n}: expected a positive number of partitions")
+    text = re.sub(r"max_concurrent_runs: \d+", f"max_concurrent_runs: {n}", text)
+    return re.sub(r"default_limit: \d+", f"default_limit: {n}", text)
+
+
 def prepare_instance(home: Path) -> Path:
-    """Point ``DAGSTER_HOME`` at ``$LCD_HOME/dagster`` and give it the project's dagster.yaml."""
+    """Point ``DAGSTER_HOME`` at ``$LCD_HOME/dagster`` and give it the project's dagster.yaml
+    (:func:`instance_yaml` of ``LCD_ENV``)."""
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
     target = dagster_home / "dagster.yaml"
-    text = INSTANCE_YAML.read_text() if INSTANCE_YAML.exists() else FALLBACK_YAML
+    text = instance_yaml()
     if not target.exists() or target.read_text() != text:
         target.write_text(text)
     os.environ["DAGSTER_HOME"] = str(dagster_home)

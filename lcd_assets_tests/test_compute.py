@@ -5,12 +5,7 @@ in the middle of a partition costs a retry, never a row."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -20,7 +15,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from lcd_assets.compute import Compute, RayCompute, compute_for_env
+from lcd_assets.compute import Compute, RayCompute, compute_for_env, local_ray_head
 from lcd_assets.definitions import build_definitions
 from lcd_assets.partitions import condition_key, measurement_key
 from lcd_assets.resources import resources_for_env
@@ -30,51 +25,12 @@ from lcd_core.io.warehouse import Warehouse
 PLATES, TP, DOSE = ["R02-L01", "R02-L02"], "04h", "10uM"  # R02 received 10 µM
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """A Ray head on 127.0.0.1 with 2 CPUs and no GPU, its processes in their own session (killed
-    as a group afterwards, so no other Ray on the machine is touched); yields its address."""
+    """A Ray head on 127.0.0.1 with 2 CPUs and no GPU (its own process group); its address."""
     pytest.importorskip("ray")
-    port, temp = _free_port(), tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    ray_bin = Path(sys.executable).with_name("ray")
-    head = subprocess.Popen(
-        [str(ray_bin), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
-         "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats",
-         f"--temp-dir={temp}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
-    address = f"127.0.0.1:{port}"
-    try:
-        _wait_for_head(address, head)
+    with local_ray_head(num_cpus=2) as address:
         yield address
-    finally:
-        import ray
-
-        ray.shutdown()
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-        shutil.rmtree(temp, ignore_errors=True)
-
-
-def _wait_for_head(address: str, head: subprocess.Popen, timeout_s: float = 90.0) -> None:
-    host, port = address.split(":")
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout_s:
-        assert head.poll() is None, "ray start exited"
-        try:
-            socket.create_connection((host, int(port)), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"no Ray head at {address} after {timeout_s} s")
 
 
 def _ray_resources(home: Path, address: str) -> dict:
@@ -182,3 +138,16 @@ def test_environment_chooses_the_compute(monkeypatch, tmp_path):
     assert compute_for_env("gpu").backend == "local"
     with pytest.raises(ValueError, match="ray-gpu"):
         resources_for_env("cluster", home=tmp_path)
+
+
+def test_on_ray_partitions_run_side_by_side(monkeypatch):
+    from lcd_assets.demo import INSTANCE_YAML, instance_yaml
+
+    assert instance_yaml("local") == INSTANCE_YAML.read_text()  # one warehouse writer at a time
+    ray = instance_yaml("ray", 6)
+    assert "max_concurrent_runs: 6" in ray and "default_limit: 6" in ray
+    monkeypatch.setenv("LCD_PARALLEL", "3")
+    assert "default_limit: 3" in instance_yaml("ray-gpu")
+    monkeypatch.setenv("LCD_PARALLEL", "0")
+    with pytest.raises(ValueError, match="LCD_PARALLEL=0"):
+        instance_yaml("ray")

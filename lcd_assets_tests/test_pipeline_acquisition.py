@@ -93,6 +93,22 @@ def test_one_decode_feeds_all_three_consumers(tiled, segmentation_dir, monkeypat
     assert {"pass", "embedding", "features", "cells"} <= set(done.seconds)
 
 
+def test_a_vit_by_its_folder_loads_once_per_process_and_embeds_the_same(tiled, tmp_path):
+    from lcd_core.embedding.vit import create_vit, save_checkpoint
+
+    fovs, config, _ = tiled
+    kept = _kept(tiled).head(6)
+    folder = save_checkpoint(create_vit(seed=0), tmp_path / "vit", name="v0", trained=False)
+    spec = pipeline.VitSpec(str(folder), batch_size=4)
+    assert spec.load().model is spec.load().model and spec.record()["name"] == "v0"
+    by_spec = pipeline.kept_tile_pass(fovs, kept, config, vit=spec)
+    by_model = pipeline.kept_tile_pass(fovs, kept, config, vit=spec.load())
+    np.testing.assert_array_equal(by_spec.embeddings, by_model.embeddings)
+    assert set(by_spec.tile_embeddings["checkpoint"]) == {"v0"}
+    with pytest.raises(FileNotFoundError, match="model weights"):
+        pipeline.load_model(tmp_path / "nothing")
+
+
 def test_features_alone_need_no_model(tiled):
     fovs, config, _ = tiled
     done = pipeline.kept_tile_pass(fovs, _kept(tiled), config, features=True)

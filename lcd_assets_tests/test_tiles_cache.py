@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+
 import numpy as np
 
-from lcd_core.tiles.cache import KeptTileWriter, iter_cached, read_kept_tiles, remove_kept_tiles
+from lcd_core.tiles.cache import KeptTileWriter, iter_cached, read_kept_tiles, remove_kept_tiles, remove_stale_temporaries
 from lcd_core.tiles.preprocess import TileConfig
 
 
@@ -55,3 +59,19 @@ def test_an_aborted_write_leaves_the_previous_cache_and_no_temporary(tmp_path):
     tiles, ids = read_kept_tiles(stem, cfg, ["A1/t0"])
     assert ids == ["A1/t0"] and np.array_equal(np.asarray(tiles), _tiles(1, 3))
     assert sorted(p.name for p in (tmp_path / "P1").iterdir()) == ["04h.bin", "04h.json"]
+
+
+def test_a_killed_writers_temporary_is_removed_by_the_next_writer(tmp_path):
+    stem, cfg = tmp_path / "P1" / "04h", TileConfig()
+    stem.parent.mkdir(parents=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a process that wrote and is gone (SIGKILL mid-write leaves the same)
+    host = socket.gethostname()
+    stale = stem.parent / f".04h.{host}.{dead.pid}.bin.tmp"
+    live = stem.parent / f".04h.{host}.{os.getpid()}.bin.tmp"  # a writer still at work
+    other = stem.parent / f".04h.elsewhere.{dead.pid}.bin.tmp"  # another host's: not ours to judge
+    for f in (stale, live, other):
+        f.write_bytes(b"\0" * 64)
+    assert remove_stale_temporaries(stem) == [stale]
+    _write(stem, cfg, [(["A1/t0"], _tiles(1))])
+    assert sorted(p.name for p in stem.parent.iterdir()) == sorted(["04h.bin", "04h.json", live.name, other.name])

@@ -50,10 +50,6 @@ class InMemoryTileSource:
             raise ValueError(f"{len(tiles)} tiles but {table.height} table rows")
         self._tiles, self._table = tiles, table
 
-    def __reduce__(self):
-        # a bank travels (to a cluster worker) as its folder, memory-mapped again there
-        return (type(self), (self.folder,))
-
     @property
     def table(self) -> pl.DataFrame:
         return self._table
@@ -107,6 +103,10 @@ class TileBank:
         if self._tiles.shape[0] != self._table.height:
             raise ValueError(f"tile bank {self.folder}: {self._tiles.shape[0]} tiles but "
                              f"{self._table.height} table rows")
+
+    def __reduce__(self):
+        # a bank travels (to a cluster worker) as its folder, memory-mapped again there
+        return (type(self), (self.folder,))
 
     @property
     def table(self) -> pl.DataFrame:
