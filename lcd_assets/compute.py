@@ -63,8 +63,10 @@ class RayCompute(RayResource, Compute):
     ``address``: the cluster (``auto``: the one ``ray start`` runs on this machine; ``host:port``
     of a head's GCS; ``ray://host:10001`` for Ray Client). The cluster's workers need this package
     installed and ``LCD_HOME`` at the same path (a shared filesystem). A run connects when it
-    starts (dagster-ray's lifecycle) and disconnects when it ends; the cluster itself is never
-    created nor deleted here.
+    starts (dagster-ray's lifecycle); the connection stays with the process, so a process that
+    runs many runs (``lcd demo``'s workers) keeps the cluster's workers warm (imports, loaded
+    models) instead of starting new ones per run. The cluster itself is never created nor
+    deleted here.
     """
 
     address: str = Field(default="auto", description="Ray cluster address (RAY_ADDRESS)")
@@ -95,19 +97,24 @@ class RayCompute(RayResource, Compute):
     def ready(self) -> bool:
         return True
 
-    def delete(self, context) -> None:  # an external cluster outlives the run
-        pass
+    def connect(self, context):
+        import ray
 
-    def on_cleanup(self, context, *, deleted: bool) -> None:
-        context.log.debug(f"disconnected from {self.name}")
+        if ray.is_initialized():
+            if _same_cluster(self.address, ray.get_runtime_context().gcs_address):
+                return None
+            ray.shutdown()  # this process was connected to another cluster
+        return super().connect(context)
+
+    def cleanup(self, context, exception: BaseException | None) -> None:
+        """The external cluster outlives the run, and the process keeps its connection."""
 
     def run(self, context: dg.AssetExecutionContext, fn: Callable[..., T], *args: Any,
             gpu: bool = False, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` as a Ray task; its result (or error) comes back here."""
         import ray
 
-        if not ray.is_initialized():
-            self.connect(context)
+        self.connect(context)
         name = getattr(fn, "__name__", "task")
         options = {"num_cpus": self.cpus_per_task, "num_gpus": self.gpus_per_task if gpu else 0,
                    "max_retries": 0, "name": name}
@@ -120,6 +127,16 @@ class RayCompute(RayResource, Compute):
         """A task's progress lines go to its worker's log (``ray logs``), which Ray forwards to
         the step's standard output."""
         return print
+
+
+def _same_cluster(address: str, gcs_address: str) -> bool:
+    """Whether ``address`` names the cluster whose GCS is at ``gcs_address`` (``auto``: the
+    connected one)."""
+    if address == "auto":
+        return True
+    host, _, port = address.rpartition("://")[-1].rpartition(":")
+    gcs_host, _, gcs_port = gcs_address.rpartition(":")
+    return port == gcs_port and (host == gcs_host or host in ("127.0.0.1", "localhost"))
 
 
 def compute_for_env(env: str) -> Compute:

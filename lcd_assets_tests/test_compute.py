@@ -151,3 +151,13 @@ def test_on_ray_partitions_run_side_by_side(monkeypatch):
     monkeypatch.setenv("LCD_PARALLEL", "0")
     with pytest.raises(ValueError, match="LCD_PARALLEL=0"):
         instance_yaml("ray")
+
+
+def test_a_connection_is_kept_for_the_same_cluster_only():
+    from lcd_assets.compute import _same_cluster
+
+    assert _same_cluster("auto", "10.0.0.5:6379")
+    assert _same_cluster("127.0.0.1:6379", "192.0.2.2:6379")  # a local head reports its node address
+    assert _same_cluster("10.0.0.5:6379", "10.0.0.5:6379")
+    assert not _same_cluster("10.0.0.6:6379", "10.0.0.5:6379")
+    assert not _same_cluster("127.0.0.1:6380", "192.0.2.2:6379")

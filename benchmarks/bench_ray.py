@@ -1,0 +1,183 @@
+"""The demo's acquisition locally and through a local Ray cluster, in one run; and what the
+measured per-FOV and per-tile costs mean at the paper's scale.
+
+    python benchmarks/bench_ray.py [--timepoints 1] [--workers 2] [--seed 0] [--preset demo]
+
+1. Generates the preset's screen once and copies it into two homes.
+2. Local: the acquisition partitions of the first ``--timepoints`` timepoints, ``--workers``
+   at a time (``lcd demo``'s runner: spawned processes, one torch thread each).
+3. Ray: a head on 127.0.0.1 with ``--workers`` CPUs (``local_ray_head``), ``LCD_ENV=ray``, the same
+   partitions ``--workers`` at a time; each step's heavy work is a Ray task.
+4. Prints both wall times and the speed-up; per-task overhead (a no-op task's round trip, and per
+   partition the Ray steps' extra seconds over the local steps); the tables' agreement.
+5. The paper's screen (430,080 FOV stacks, 5.7 M tiles; SPEC §1) from the local run's per-FOV
+   (``tiles``, ``fov_nuclei``) and per-tile (``kept_tile_pass``) step seconds: core-hours per stage
+   and hours on N one-CPU Ray workers (linear: the per-task overhead and the head's DuckDB writes
+   measured here are added per partition).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+PAPER_FOVS, PAPER_TILES = 430_080, 5_700_000
+#: FOVs per acquisition partition at the paper's scale: 384 wells × 4 fields of one plate × timepoint
+PAPER_FOVS_PER_PARTITION = 384 * 4
+STEPS = ("image_index", "tiles", "kept_tile_pass", "fov_nuclei", "fov_embeddings", "well_embeddings")
+
+
+def _acquire(home: Path, tasks: list[tuple], workers: int, env: str) -> float:
+    """Run the acquisition ``tasks`` on ``home`` with ``LCD_ENV=env``; wall seconds."""
+    import dagster as dg
+
+    from lcd_assets.demo import DemoResult, _run_job, _run_partitions, _sync_instance, prepare_instance
+    from lcd_assets.definitions import build_definitions
+    from lcd_assets.resources import resources_for_env
+    from lcd_core.io.inbox import catalog
+    from lcd_core.io.platemap import load_screen
+
+    os.environ["LCD_ENV"] = env
+    prepare_instance(home)
+    result = DemoResult()
+    with dg.DagsterInstance.get() as instance:
+        _sync_instance(instance, home, catalog(home / "inbox", load_screen(home / "metadata")))
+        _run_job(build_definitions(resources_for_env(home=home)), instance, result, print, "setup")
+        t0 = time.perf_counter()
+        _run_partitions(home, None, tasks, workers, result, lambda s: None, instance)
+        wall = time.perf_counter() - t0
+    if result.failed:
+        raise RuntimeError(f"{env}: failed runs {result.failed}")
+    return wall
+
+
+def _round_trip_ms(address: str, n: int = 50) -> float:
+    """Median milliseconds of a no-op Ray task, submitted and fetched one at a time."""
+    import ray
+
+    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    noop = ray.remote(lambda: None).options(num_cpus=1, max_retries=0)
+    ray.get(noop.remote())  # a worker up
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        ray.get(noop.remote())
+        times.append((time.perf_counter() - t0) * 1e3)
+    ray.shutdown()
+    return float(np.median(times))
+
+
+def _steps(home: Path) -> tuple[dict[str, float], int]:
+    import dagster as dg
+    from bench_demo import run_overheads
+
+    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+        acq = run_overheads(instance, "acquisition")
+    return {k[5:]: v for k, v in acq.items() if k.startswith("step:")}, acq["runs"]
+
+
+def _agreement(a: Path, b: Path) -> str:
+    from lcd_core.io.warehouse import Warehouse
+
+    q = "SELECT tile_id, kept, qc_reason FROM tiles ORDER BY tile_id"
+    tiles_equal = Warehouse(a).query(q).equals(Warehouse(b).query(q))
+    q = "SELECT tile_id, embedding FROM tile_embeddings ORDER BY tile_id"
+    ea, eb = Warehouse(a).query(q), Warehouse(b).query(q)
+    diff = float(np.abs(np.stack(ea["embedding"].to_list()) - np.stack(eb["embedding"].to_list())).max())
+    q = "SELECT plate, well, field, n_nuclei FROM fov_nuclei ORDER BY plate, well, field"
+    nuclei_equal = Warehouse(a).query(q).equals(Warehouse(b).query(q))
+    return (f"tiles table equal: {tiles_equal}; fov_nuclei equal: {nuclei_equal}; "
+            f"{ea.height} embeddings, largest |difference| {diff:.4f} (bf16, one thread against the local run's)")
+
+
+def _projection(steps: dict[str, float], fovs: int, tiles: int, partitions: int, extra_s: float) -> None:
+    per_fov = {s: steps.get(s, 0.0) / fovs for s in ("tiles", "fov_nuclei")}
+    per_tile = {"kept_tile_pass": steps.get("kept_tile_pass", 0.0) / tiles}
+    rest = sum(v for k, v in steps.items() if k not in (*per_fov, *per_tile)) / partitions
+    paper_parts = PAPER_FOVS / PAPER_FOVS_PER_PARTITION
+    core_h = {f"{k} ({v * 1e3:.1f} ms/FOV)": v * PAPER_FOVS / 3600 for k, v in per_fov.items()}
+    core_h.update({f"{k} ({v * 1e3:.1f} ms/tile)": v * PAPER_TILES / 3600 for k, v in per_tile.items()})
+    core_h[f"other steps ({rest:.1f} s/partition)"] = rest * paper_parts / 3600
+    core_h[f"Ray overhead ({extra_s:.1f} s/partition, measured above)"] = max(extra_s, 0.0) * paper_parts / 3600
+    total = sum(core_h.values())
+    print(f"\nThe paper's screen: {PAPER_FOVS:,} FOV stacks, {PAPER_TILES:,} tiles, {paper_parts:.0f} partitions of "
+          f"{PAPER_FOVS_PER_PARTITION} FOVs; from this machine's per-FOV / per-tile step costs (one core each)")
+    workers = (1, 16, 64, 256)
+    print(f"{'stage':52s} {'core-h':>8s} " + " ".join(f"{f'{n} workers':>11s}" for n in workers))
+    for stage, h in [*core_h.items(), ("all", total)]:
+        print(f"{stage:52s} {h:8.1f} " + " ".join(f"{h / n:10.2f}h" for n in workers))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--preset", default="demo")
+    ap.add_argument("--timepoints", type=int, default=1, help="acquire the first N timepoints")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--base", type=Path, default=None)
+    args = ap.parse_args(argv)
+    from lcd_assets.compute import local_ray_head
+    from lcd_assets.partitions import measurement_key
+    from lcd_core._malloc import retain_freed_memory
+    from lcd_core.io.inbox import catalog
+    from lcd_core.io.platemap import load_screen
+    from lcd_core.io.warehouse import Warehouse
+    from lcd_core.synth import generate_screen
+
+    retain_freed_memory()
+    base = args.base or Path(tempfile.mkdtemp(prefix="lcd-bench-ray-"))
+    screen = base / "screen"
+    shutil.rmtree(base / "screen", ignore_errors=True)
+    t0 = time.perf_counter()
+    generate_screen(screen, preset=args.preset, seed=args.seed)
+    print(f"generated preset {args.preset!r} seed {args.seed} in {time.perf_counter() - t0:.0f} s")
+    measurements = catalog(screen / "inbox", load_screen(screen / "metadata"))
+    keep = sorted({m.timepoint for m in measurements})[: args.timepoints]
+    tasks = [("acquisition", measurement_key(m.plate, m.timepoint), {"lcd/measurement": str(m.path)})
+             for m in sorted(measurements, key=lambda m: (m.timepoint, m.plate)) if m.timepoint in keep]
+    homes = {}
+    for kind in ("local", "ray"):
+        homes[kind] = base / kind
+        shutil.rmtree(homes[kind], ignore_errors=True)
+        shutil.copytree(screen, homes[kind])
+    for kind, home in homes.items():  # the tasks' measurement paths point into the home they run on
+        homes[kind] = (home, [(j, k, {"lcd/measurement": t["lcd/measurement"].replace(str(screen), str(home))})
+                              for j, k, t in tasks])
+    wall = {"local": _acquire(homes["local"][0], homes["local"][1], args.workers, "local")}
+    with local_ray_head(num_cpus=args.workers) as address:
+        os.environ["RAY_ADDRESS"] = address
+        rt = _round_trip_ms(address)
+        wall["ray"] = _acquire(homes["ray"][0], homes["ray"][1], args.workers, "ray")
+    os.environ["LCD_ENV"] = "local"
+    wh = Warehouse(homes["local"][0])
+    tiles = int(wh.query("SELECT count(*) AS n FROM tiles WHERE kept")["n"][0])
+    fovs = int(wh.query("SELECT count(*) AS n FROM (SELECT DISTINCT plate, well, field, timepoint FROM tiles)")["n"][0])
+    steps = {k: _steps(h) for k, (h, _) in homes.items()}
+    n = len(tasks)
+    print(f"\n{n} acquisition partitions ({', '.join(keep)}), {fovs} FOVs, {tiles} kept tiles, "
+          f"{args.workers} at a time on {os.cpu_count()} cores")
+    print(f"local (spawned processes): {wall['local']:.1f} s; Ray ({args.workers}-CPU head on 127.0.0.1): "
+          f"{wall['ray']:.1f} s; speed-up {wall['local'] / wall['ray']:.2f}x")
+    print(f"no-op Ray task round trip: {rt:.1f} ms (median of 50)")
+    extra = 0.0
+    for s in STEPS:
+        a, b = steps["local"][0].get(s, 0.0), steps["ray"][0].get(s, 0.0)
+        extra += (b - a) / n
+        print(f"  step {s:16s} local {a:7.1f} s  Ray {b:7.1f} s  per partition {(b - a) / n:+.2f} s")
+    print(f"Ray's extra seconds per partition over the local steps: {extra:+.2f} s")
+    print(_agreement(homes["local"][0], homes["ray"][0]))
+    _projection(steps["local"][0], fovs, tiles, n, extra)
+
+
+if __name__ == "__main__":
+    main()
