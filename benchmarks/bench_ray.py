@@ -10,10 +10,11 @@ measured per-FOV and per-tile costs mean at the paper's scale.
    partitions ``--workers`` at a time; each step's heavy work is a Ray task.
 4. Prints both wall times and the speed-up; per-task overhead (a no-op task's round trip, and per
    partition the Ray steps' extra seconds over the local steps); the tables' agreement.
-5. The paper's screen (430,080 FOV stacks, 5.7 M tiles; SPEC §1) from the local run's per-FOV
-   (``tiles``, ``fov_nuclei``) and per-tile (``kept_tile_pass``) step seconds: core-hours per stage
-   and hours on N one-CPU Ray workers (linear: the per-task overhead and the head's DuckDB writes
-   measured here are added per partition).
+5. The paper's screen (430,080 FOV stacks, 5.7 M tiles; SPEC §1) from per-FOV (``tiles``,
+   ``fov_nuclei``) and per-tile (``kept_tile_pass``) step seconds measured, locally, on a screen of
+   paper-size FOVs (the ``small`` preset at 1080 × 1080 px, the generator's paper scale: a
+   2×-binned 2160² field; one field per well, one timepoint): core-hours per stage and hours on N
+   one-CPU Ray workers (linear; Ray's extra seconds per partition measured in 4 are added).
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 PAPER_FOVS, PAPER_TILES = 430_080, 5_700_000
+GFLOP_PER_TILE = 9.2  # ViT-S/16 at 224 px
 #: FOVs per acquisition partition at the paper's scale: 384 wells × 4 fields of one plate × timepoint
 PAPER_FOVS_PER_PARTITION = 384 * 4
+#: the generator's paper-scale FOV: 1080 px, a 2×-binned 2160 × 2160 field (lcd_core.synth.design)
+PAPER_FOV_SIZE = 1080
 STEPS = ("image_index", "tiles", "kept_tile_pass", "fov_nuclei", "fov_embeddings", "well_embeddings")
 
 
@@ -100,9 +104,39 @@ def _agreement(a: Path, b: Path) -> str:
             f"{ea.height} embeddings, largest |difference| {diff:.4f} (bf16, one thread against the local run's)")
 
 
-def _projection(steps: dict[str, float], fovs: int, tiles: int, partitions: int, extra_s: float) -> None:
+def _paper_fov_costs(base: Path, seed: int, workers: int) -> tuple[dict[str, float], int, int, int]:
+    """``(step seconds, FOVs, kept tiles, partitions)`` of a local acquisition of paper-size FOVs;
+    the kept-tile pass split into the handcrafted features and the rest (the ViT, the decode)."""
+    import dagster as dg
+    from bench_demo import materialized
+
+    from lcd_assets.partitions import measurement_key
+    from lcd_core.io.inbox import catalog
+    from lcd_core.io.platemap import load_screen
+    from lcd_core.io.warehouse import Warehouse
+    from lcd_core.synth import generate_screen
+
+    home = base / "paper-fovs"
+    shutil.rmtree(home, ignore_errors=True)
+    generate_screen(home, preset="small", seed=seed, image_size=PAPER_FOV_SIZE, fields=1, timepoints_h=(4,))
+    found = catalog(home / "inbox", load_screen(home / "metadata"))
+    tasks = [("acquisition", measurement_key(m.plate, m.timepoint), {"lcd/measurement": str(m.path)}) for m in found]
+    _acquire(home, tasks, workers, "local")
+    wh = Warehouse(home)
+    tiles = int(wh.query("SELECT count(*) AS n FROM tiles WHERE kept")["n"][0])
+    fovs = int(wh.query("SELECT count(*) AS n FROM (SELECT DISTINCT plate, well, field FROM tiles)")["n"][0])
+    steps = _steps(home)[0]
+    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+        features = sum(materialized(instance, "fov_features", "feature_seconds"))
+    steps["kept_tile_pass: features"] = features
+    steps["kept_tile_pass: ViT and decode"] = steps.pop("kept_tile_pass") - features
+    return steps, fovs, tiles, len(tasks)
+
+
+def _projection(steps: dict[str, float], fovs: int, tiles: int, partitions: int, extra_s: float,
+                gpu_tflops: float, cores_per_gpu: int) -> None:
     per_fov = {s: steps.get(s, 0.0) / fovs for s in ("tiles", "fov_nuclei")}
-    per_tile = {"kept_tile_pass": steps.get("kept_tile_pass", 0.0) / tiles}
+    per_tile = {s: steps.get(s, 0.0) / tiles for s in ("kept_tile_pass: ViT and decode", "kept_tile_pass: features")}
     rest = sum(v for k, v in steps.items() if k not in (*per_fov, *per_tile)) / partitions
     paper_parts = PAPER_FOVS / PAPER_FOVS_PER_PARTITION
     core_h = {f"{k} ({v * 1e3:.1f} ms/FOV)": v * PAPER_FOVS / 3600 for k, v in per_fov.items()}
@@ -111,11 +145,19 @@ def _projection(steps: dict[str, float], fovs: int, tiles: int, partitions: int,
     core_h[f"Ray overhead ({extra_s:.1f} s/partition, measured above)"] = max(extra_s, 0.0) * paper_parts / 3600
     total = sum(core_h.values())
     print(f"\nThe paper's screen: {PAPER_FOVS:,} FOV stacks, {PAPER_TILES:,} tiles, {paper_parts:.0f} partitions of "
-          f"{PAPER_FOVS_PER_PARTITION} FOVs; from this machine's per-FOV / per-tile step costs (one core each)")
+          f"{PAPER_FOVS_PER_PARTITION} FOVs; from this machine's step costs (one core each) on {fovs} FOVs of "
+          f"{PAPER_FOV_SIZE}² px with {tiles} kept tiles ({tiles / max(fovs, 1):.1f} per FOV)")
     workers = (1, 16, 64, 256)
     print(f"{'stage':52s} {'core-h':>8s} " + " ".join(f"{f'{n} workers':>11s}" for n in workers))
     for stage, h in [*core_h.items(), ("all", total)]:
         print(f"{stage:52s} {h:8.1f} " + " ".join(f"{h / n:10.2f}h" for n in workers))
+    vit_s = PAPER_TILES * GFLOP_PER_TILE / (gpu_tflops * 1e3)  # one GPU at its peak: a bound, not a measurement
+    cpu_h = total - next(v for k, v in core_h.items() if k.startswith("kept_tile_pass: ViT"))
+    print(f"With GPUs (not measured here: the ViT at the GPU's bf16 peak of {gpu_tflops:.0f} TFLOP/s, a lower bound "
+          f"that bench_gpu.py replaces with a measured rate; the rest on {cores_per_gpu} CPU cores per GPU):")
+    for g in (1, 8):
+        print(f"  {g} GPU{'s' if g > 1 else ''}: ViT ≥ {vit_s / g / 60:.1f} min; decode, features, nuclei and the rest "
+              f"{cpu_h / (cores_per_gpu * g):.2f} h on {cores_per_gpu * g} cores")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -125,6 +167,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--base", type=Path, default=None)
+    ap.add_argument("--gpu-tflops", type=float, default=989.0, help="GPU bf16 dense peak (H100 SXM: 989)")
+    ap.add_argument("--cores-per-gpu", type=int, default=16, help="CPU cores beside each GPU (the lent H100 machine: 16)")
     args = ap.parse_args(argv)
     from lcd_assets.compute import local_ray_head
     from lcd_assets.partitions import measurement_key
@@ -176,7 +220,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  step {s:16s} local {a:7.1f} s  Ray {b:7.1f} s  per partition {(b - a) / n:+.2f} s")
     print(f"Ray's extra seconds per partition over the local steps: {extra:+.2f} s")
     print(_agreement(homes["local"][0], homes["ray"][0]))
-    _projection(steps["local"][0], fovs, tiles, n, extra)
+    t0 = time.perf_counter()
+    paper = _paper_fov_costs(base, args.seed, args.workers)
+    print(f"\npaper-size FOVs generated and acquired locally in {time.perf_counter() - t0:.0f} s")
+    _projection(*paper, extra, args.gpu_tflops, args.cores_per_gpu)
 
 
 if __name__ == "__main__":

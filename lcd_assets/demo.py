@@ -304,10 +304,12 @@ def run_pretraining(
     instance: dg.DagsterInstance | None = None,
     num_threads: int = 0,
     train: bool = True,
+    n_draws: int = 0,
 ) -> DemoResult:
     """Pre-train the ablation variants on a screen already acquired under ``home`` (``lcd demo``
     first): tile bank → one ``ssl_checkpoint`` partition per variant → ``ssl_ablation``.
-    ``train=False`` only re-scores the checkpoints already there."""
+    ``train=False`` only re-scores the checkpoints already there; ``n_draws``: null draws of the
+    ablation's screen-activity measure (0: the chain's 1,000)."""
     from lcd_assets.pretraining.assets import variant_partitions
 
     known = variant_partitions.get_partition_keys()
@@ -318,7 +320,8 @@ def run_pretraining(
     home = home.expanduser().resolve()
     prepare_instance(home)
     instance = instance or dg.DagsterInstance.get()
-    defs = build_definitions(_resources(home, steps=steps, time_budget_s=time_budget_s, num_threads=num_threads))
+    defs = build_definitions(_resources(home, steps=steps, time_budget_s=time_budget_s, num_threads=num_threads,
+                                        n_draws=n_draws))
     variants = variants or variant_partitions.get_partition_keys()
     result = DemoResult()
 
