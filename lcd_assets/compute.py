@@ -175,9 +175,10 @@ def local_ray_head(num_cpus: int = 2, num_gpus: int = 0, timeout_s: float = 90.0
         ray.shutdown()
         os.killpg(head.pid, signal.SIGTERM)
         try:
-            head.wait(30)
-        except subprocess.TimeoutExpired:
+            head.wait(5)
+        except subprocess.TimeoutExpired:  # `ray start --block` may not stop its children in time
             os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
         shutil.rmtree(temp, ignore_errors=True)
 
 

@@ -68,7 +68,7 @@ def test_a_killed_writers_temporary_is_removed_by_the_next_writer(tmp_path):
     dead.wait()  # a process that wrote and is gone (SIGKILL mid-write leaves the same)
     host = socket.gethostname()
     stale = stem.parent / f".04h.{host}.{dead.pid}.bin.tmp"
-    live = stem.parent / f".04h.{host}.{os.getpid()}.bin.tmp"  # a writer still at work
+    live = stem.parent / f".04h.{host}.{os.getppid()}.bin.tmp"  # another writer, still at work
     other = stem.parent / f".04h.elsewhere.{dead.pid}.bin.tmp"  # another host's: not ours to judge
     for f in (stale, live, other):
         f.write_bytes(b"\0" * 64)
