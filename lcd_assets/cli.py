@@ -100,10 +100,10 @@ def cmd_ui(args) -> int:
     from lcd_assets.demo import prepare_instance
 
     home = _home(args)
-    prepare_instance(home)
+    dagster_home = prepare_instance(home)
     cmd = [
         sys.executable, "-m", "dagster", "dev",
-        "-m", "lcd_assets.definitions",
+        "-w", str(dagster_home / "workspace.yaml"),  # the code location named `lcd`, as in workspace.yaml
         "-h", "127.0.0.1", "-p", str(args.port),
     ]
     print(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']} {' '.join(cmd)}")

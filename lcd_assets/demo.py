@@ -28,6 +28,14 @@ from lcd_core.io.platemap import load_screen
 from lcd_core.io.warehouse import Warehouse
 
 INSTANCE_YAML = Path(__file__).resolve().parents[1] / "dagster.yaml"
+#: the code location as every entry point names it (workspace.yaml of the repository; `lcd ui`)
+LOCATION_NAME = "lcd"
+WORKSPACE_YAML = f"""load_from:
+  - python_module:
+      module_name: lcd_assets.definitions
+      attribute: defs
+      location_name: {LOCATION_NAME}
+"""
 FALLBACK_YAML = """concurrency:
   runs:
     max_concurrent_runs: 2
@@ -57,9 +65,13 @@ def instance_yaml(env: str | None = None, parallel: int | None = None) -> str:
 
 def prepare_instance(home: Path) -> Path:
     """Point ``DAGSTER_HOME`` at ``$LCD_HOME/dagster`` and give it the project's dagster.yaml
-    (:func:`instance_yaml` of ``LCD_ENV``)."""
+    (:func:`instance_yaml` of ``LCD_ENV``) and the workspace that names the code location ``lcd``
+    (as the repository's workspace.yaml does: runs launched from either dequeue in the other)."""
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
+    workspace = dagster_home / "workspace.yaml"
+    if not workspace.exists() or workspace.read_text() != WORKSPACE_YAML:
+        workspace.write_text(WORKSPACE_YAML)
     target = dagster_home / "dagster.yaml"
     text = instance_yaml()
     if not target.exists() or target.read_text() != text:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 
 from lcd_assets.definitions import build_definitions, defs
@@ -55,3 +57,23 @@ def test_pretraining_assets_partitioned_by_variant_with_a_collapse_check():
         assert graph.get(dg.AssetKey(name)).partitions_def is None
     jobs = {j.name for j in defs.get_repository_def().get_all_jobs()}
     assert {"tile_bank", "pretraining", "ablation"} <= jobs
+
+
+def test_one_code_location_name_everywhere(tmp_path, monkeypatch):
+    """workspace.yaml, pyproject's [tool.dagster] and the workspace `lcd ui` serves name the code
+    location alike, so a run launched through one dequeues in the other."""
+    import tomllib
+
+    import yaml
+
+    from lcd_assets.demo import LOCATION_NAME, prepare_instance
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("DAGSTER_HOME", "")  # prepare_instance sets both; monkeypatch restores them
+    monkeypatch.setenv("LCD_HOME", "")
+    served = yaml.safe_load((prepare_instance(tmp_path) / "workspace.yaml").read_text())
+    checked_in = yaml.safe_load((repo / "workspace.yaml").read_text())
+    assert served == checked_in
+    assert checked_in["load_from"][0]["python_module"]["location_name"] == LOCATION_NAME
+    tool = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["dagster"]
+    assert tool["code_location_name"] == LOCATION_NAME and tool["module_name"] == "lcd_assets.definitions"

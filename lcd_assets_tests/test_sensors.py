@@ -96,3 +96,28 @@ def test_unregistered_barcode_reported_not_launched(defs, instance, lcd_home, st
     t2 = _tick(defs, instance, lcd_home, t1.cursor)
     assert not t2.run_requests
     assert "1 unregistered" in (t2.skip_message or "")
+
+
+CHAIN = ("condition_profiles", "normalized_profiles", "activity", "moa_probes")
+
+
+def test_new_plates_reach_activity_and_moa_through_automation(defs, instance, lcd_home):
+    """Dagster's own automation evaluation (what the `automation` sensor runs) requests the whole
+    condition chain once a dose's plates are acquired, and nothing again once it ran."""
+    from lcd_assets.partitions import condition_key, measurement_key
+    from lcd_assets_tests.conftest import add_partitions
+
+    plates, tp = ["R02-L01", "R02-L02"], "04h"  # the 10 µM plates
+    add_partitions(instance, plates, [tp], ["10uM"])
+    assert run_job(defs, "setup", instance).success
+    before = dg.evaluate_automation_conditions(defs=defs, instance=instance)  # the sensor's earlier tick
+    for plate in plates:
+        assert run_job(defs, "acquisition", instance, measurement_key(plate, tp)).success
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=before.cursor)
+    wanted = condition_key("10uM", tp)
+    for name in CHAIN:
+        assert first.get_requested_partitions(dg.AssetKey(name)) == {wanted}, name
+    assert run_job(defs, "analysis", instance, wanted).success  # what the requested run does
+    second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert all(second.get_num_requested(dg.AssetKey(name)) == 0 for name in CHAIN)
+    assert second.get_num_requested(dg.AssetKey("moa_predictions")) == 1  # the screen's MoA tables follow

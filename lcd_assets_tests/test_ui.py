@@ -2,7 +2,8 @@
 
 One measurement (plate R01-L01 × timepoint 04h of the small screen) goes through the ``setup`` and
 ``acquisition`` jobs on a persistent instance; then ``dagster-webserver`` serves the code location
-``lcd_assets.definitions`` over that instance, as ``lcd ui`` would. The UI's data is checked over its
+``lcd`` (``lcd_assets.definitions``, the workspace ``lcd ui`` writes) over that instance, as ``lcd ui``
+would. The UI's data is checked over its
 GraphQL API, and the pages themselves are rendered by headless Chromium (skipped where no Chromium
 is installed, except in CI, where its absence fails the test).
 """
@@ -32,6 +33,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from lcd_assets.demo import LOCATION_NAME
 from lcd_assets.definitions import build_definitions
 from lcd_assets.demo import prepare_instance
 from lcd_assets.partitions import measurement_key, plate_partitions, timepoint_partitions
@@ -119,7 +121,7 @@ def _wait_until_loaded(server: UiServer, proc: subprocess.Popen, log: Path) -> N
             )
             entries = data["locationStatusesOrError"]["entries"]
             status = {e["name"]: e["loadStatus"] for e in entries}
-            if status.get("lcd_assets.definitions") == "LOADED":
+            if status.get(LOCATION_NAME) == "LOADED":  # the name workspace.yaml gives it, as `lcd ui` serves it
                 return
         except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError, ValueError):
             pass
@@ -160,7 +162,7 @@ def ui(small_screen, tmp_path_factory):
         env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "LCD_HOME": str(home)}
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "dagster_webserver", "-m", "lcd_assets.definitions",
+                [sys.executable, "-m", "dagster_webserver", "-w", str(dagster_home / "workspace.yaml"),
                  "-h", "127.0.0.1", "-p", str(port)],
                 cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )

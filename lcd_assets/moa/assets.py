@@ -30,6 +30,7 @@ def _poly_truth(lcd: LcdHome, poly: pl.DataFrame) -> dict:
     pool=WAREHOUSE_POOL,
     retry_policy=STEP_RETRIES,
     deps=["normalized_profiles", "activity"],
+    automation_condition=dg.AutomationCondition.eager(),
     description=(
         "Linear probes of one dose × timepoint: a multinomial logistic regression on the normalized "
         "well profiles of the compounds active here (plus DMSO as a class), 5-fold CV grouped by "

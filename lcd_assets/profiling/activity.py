@@ -64,6 +64,7 @@ def _check(name: str, asset: str, description: str, blocking: bool = False) -> d
     group_name=GROUP,
     kinds={"harmonypy", "parquet"},
     deps=[dg.AssetDep("fov_embeddings", partition_mapping=measurement_to_condition)],
+    automation_condition=dg.AutomationCondition.eager(),
     check_specs=[_check("profiles_finite", "normalized_profiles", "No NaN or inf after normalization.", True)],
     description=(
         "Well profiles of one dose × timepoint after normalization (config `method`; default the "
@@ -111,6 +112,7 @@ def normalized_profiles(
     pool=WAREHOUSE_POOL,
     retry_policy=STEP_RETRIES,
     deps=["normalized_profiles"],
+    automation_condition=dg.AutomationCondition.eager(),
     check_specs=[
         _check("every_compound_scored", "activity",
                "Every compound on the layouts of this condition's plates has an mAP-ES."),
