@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -225,3 +226,31 @@ def test_many_images_parse(tmp_path: Path) -> None:
     assert len(m.missing_files()) == m.images.height
     b07 = m.images.filter((pl.col("well") == "B07") & (pl.col("plane") == 3)).row(0, named=True)
     assert b07["url"] == "r02c07f01p03-ch1sk1fk1fl1.tiff" and b07["image_id"] == "0207K1F1P3R1"
+
+
+@pytest.mark.parametrize("url", ["/etc/passwd", "../other/r01c01f01p01-ch1sk1fk1fl1.tiff", "C:\\\\data\\\\x.tiff",
+                                 "sub/../../x.tiff"])
+def test_an_image_url_outside_the_measurement_folder_is_refused(tmp_path: Path, url: str) -> None:
+    src = FIXTURES / "harmony-v5"
+    dst = tmp_path / "m"
+    shutil.copytree(src, dst)
+    index = dst / "Index.idx.xml"
+    text = index.read_text(encoding="utf-8-sig")
+    first = re.search(r"<URL>([^<]+)</URL>", text).group(1)
+    index.write_text(text.replace(f"<URL>{first}</URL>", f"<URL>{url}</URL>", 1), encoding="utf-8")
+    with pytest.raises(PhenixError, match=r"image .*: URL .* points outside the measurement folder"):
+        read_index(dst)
+
+
+def test_backslashes_in_a_url_are_separators(tmp_path: Path) -> None:
+    dst = tmp_path / "m"
+    shutil.copytree(FIXTURES / "harmony-v5", dst)
+    index = dst / "Index.idx.xml"
+    text = index.read_text(encoding="utf-8-sig")
+    first = re.search(r"<URL>([^<]+)</URL>", text).group(1)
+    (dst / "sub").mkdir()
+    shutil.move(dst / first, dst / "sub" / first)
+    index.write_text(text.replace(f"<URL>{first}</URL>", f"<URL>sub\\{first}</URL>", 1), encoding="utf-8")
+    images = read_index(dst).images
+    row = images.filter(images["url"] == f"sub\\{first}")
+    assert row["exists"].to_list() == [True] and row["path"][0] == str((dst / "sub" / first).resolve())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from types import SimpleNamespace
 
@@ -96,6 +97,65 @@ def test_unregistered_barcode_reported_not_launched(defs, instance, lcd_home, st
     t2 = _tick(defs, instance, lcd_home, t1.cursor)
     assert not t2.run_requests
     assert "1 unregistered" in (t2.skip_message or "")
+
+
+def _edit_index(folder, old: str, new: str, count: int = 1) -> None:
+    index = folder / "Images" / "Index.idx.xml"
+    index.write_text(index.read_text(encoding="utf-8-sig").replace(old, new, count), encoding="utf-8")
+
+
+def test_symlinked_inbox_and_measurement_folders_launch(defs, instance, lcd_home, staged, tmp_path):
+    real_inbox = tmp_path / "microscope-share"
+    (lcd_home / "inbox").rmdir()
+    real_inbox.mkdir()
+    (lcd_home / "inbox").symlink_to(real_inbox)  # LCD_HOME/inbox → a mounted share
+    src = next(p for p in sorted(staged.iterdir()) if "LCD-R01-L01" in p.name)
+    shutil.copytree(src, real_inbox / src.name)
+    other = next(p for p in sorted(staged.iterdir()) if "LCD-R02-L01" in p.name)
+    (real_inbox / other.name).symlink_to(other)  # a measurement folder that is itself a link
+    t1 = _tick(defs, instance, lcd_home)
+    t2 = _tick(defs, instance, lcd_home, t1.cursor)
+    assert sorted(r.partition_key.keys_by_dimension["plate"] for r in t2.run_requests) == ["R01-L01", "R02-L01"]
+    assert not _tick(defs, instance, lcd_home, t2.cursor).run_requests  # done, by folder name
+
+
+def test_unreadable_measurements_are_named_and_the_rest_launch(defs, instance, lcd_home, staged):
+    _drop(staged, lcd_home, "LCD-R01-L01")
+    _, nan = _drop(staged, lcd_home, "LCD-R01-L02")
+    _edit_index(nan, "<BinningX>2</BinningX>", "<BinningX>NaN</BinningX>")
+    _, empty = _drop(staged, lcd_home, "LCD-R02-L01")
+    index = empty / "Images" / "Index.idx.xml"
+    text = index.read_text(encoding="utf-8-sig")
+    index.write_text(text[: text.index("<Images>") + 8] + text[text.index("</Images>"):], encoding="utf-8")
+    t1 = _tick(defs, instance, lcd_home)
+    t2 = _tick(defs, instance, lcd_home, t1.cursor)
+    assert [r.partition_key.keys_by_dimension["plate"] for r in t2.run_requests] == ["R01-L01"]
+    reported = json.loads(t2.cursor)["reported"]
+    assert f"{nan / 'Images' / 'Index.idx.xml'}: BinningX is 'NaN', not a finite number" in reported[nan.name]
+    assert "the index lists no images" in reported[empty.name]
+    t3 = _tick(defs, instance, lcd_home, t2.cursor)
+    assert not t3.run_requests and "2 unreadable" in t3.skip_message
+
+
+def test_a_problem_is_logged_once_until_its_reason_changes():
+    from lcd_assets.acquisition.sensors import _log_problems
+    from lcd_core.io.inbox import InboxReport
+
+    logged: list[str] = []
+    ctx = SimpleNamespace(log=SimpleNamespace(warning=logged.append))
+    report = InboxReport(incomplete={"M1": "3 of 9 files missing"}, invalid={"M2": "bad XML"})
+    seen = _log_problems(ctx, report, {})
+    assert len(logged) == 2
+    assert _log_problems(ctx, report, seen) == seen and len(logged) == 2  # the next tick: nothing new
+    _log_problems(ctx, InboxReport(incomplete={"M1": "1 of 9 files missing"}, invalid={"M2": "bad XML"}), seen)
+    assert logged[-1] == "incomplete measurement M1: 1 of 9 files missing" and len(logged) == 3
+
+
+def test_metadata_in_another_encoding_is_named(defs, instance, lcd_home, staged):
+    csv = lcd_home / "metadata" / "compounds.csv"
+    csv.write_bytes(csv.read_text(encoding="utf-8").replace("DMSO", "DMSO é", 1).encode("latin-1"))
+    tick = _tick(defs, instance, lcd_home)
+    assert f"{csv} is not UTF-8 text" in tick.skip_message and not tick.run_requests
 
 
 CHAIN = ("condition_profiles", "normalized_profiles", "activity", "moa_probes")

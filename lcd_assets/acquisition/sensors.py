@@ -38,14 +38,20 @@ def _new_keys(instance: dg.DagsterInstance, name: str, keys: set[str]) -> list[s
     return sorted(keys - set(instance.get_dynamic_partitions(name)))
 
 
-def _log_problems(context: dg.SensorEvaluationContext, report: InboxReport) -> None:
+def _log_problems(context: dg.SensorEvaluationContext, report: InboxReport,
+                  reported: dict[str, str]) -> dict[str, str]:
+    """Log each measurement's problem once (again only when its reason changes); the problems now."""
+    now = {}
     for kind, items in (
         ("incomplete", report.incomplete),
         ("unregistered", report.unregistered),
         ("unreadable", report.invalid),
     ):
         for name, reason in items.items():
-            context.log.warning(f"{kind} measurement {name}: {reason}")
+            now[name] = line = f"{kind} measurement {name}: {reason}"
+            if reported.get(name) != line:
+                context.log.warning(line)
+    return now
 
 
 def _run_requests(instance: dg.DagsterInstance, ready: list[MeasurementTimepoint]) -> list[dg.RunRequest]:
@@ -94,17 +100,19 @@ def inbox_sensor_factory(job) -> dg.SensorDefinition:
         cursor = json.loads(context.cursor) if context.cursor else {}
         try:
             screen = lcd.metadata_screen()
-        except (PlateMapError, FileNotFoundError) as exc:
-            return dg.SkipReason(f"metadata in {lcd.metadata_dir} is not usable: {exc}")
+        except (PlateMapError, ValueError, OSError) as exc:  # ValueError: a file in another encoding
+            return dg.SkipReason(f"metadata in {lcd.metadata_dir} is not usable: {type(exc).__name__}: {exc}")
         done = set(cursor.get("done", []))
-        report = survey(
-            lcd.inbox, screen, previous=cursor.get("fingerprints"), settle_s=settle_seconds(), skip=done
-        )
-        _log_problems(context, report)
+        try:
+            report = survey(lcd.inbox, screen, previous=cursor.get("fingerprints"), settle_s=settle_seconds(),
+                            skip=done)
+        except OSError as exc:
+            return dg.SkipReason(f"inbox {lcd.inbox} is not readable: {exc}")
+        reported = _log_problems(context, report, cursor.get("reported", {}))
         requests = _run_requests(context.instance, report.ready)
         partition_requests = _partition_requests(context.instance, report.ready)
-        ready_folders = {mt.path.relative_to(lcd.inbox).parts[0] for mt in report.ready}
-        new_cursor = json.dumps({"fingerprints": report.fingerprints, "done": sorted(done | ready_folders)})
+        new_cursor = json.dumps({"fingerprints": report.fingerprints, "done": sorted(done | set(report.ready_folders)),
+                                 "reported": reported})
         if not requests and not partition_requests:
             context.update_cursor(new_cursor)
             waiting = len(report.incomplete) + len(report.unstable)

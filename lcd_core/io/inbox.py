@@ -52,6 +52,7 @@ class InboxReport:
     """
 
     ready: list[MeasurementTimepoint] = field(default_factory=list)
+    ready_folders: list[str] = field(default_factory=list)  # inbox folder names of ``ready``
     incomplete: dict[str, str] = field(default_factory=dict)
     unstable: dict[str, str] = field(default_factory=dict)
     unregistered: dict[str, str] = field(default_factory=dict)
@@ -169,26 +170,38 @@ def survey(
         if name in skip:
             continue
         try:
-            meas = read_index(folder)
-        except PhenixError as exc:
-            report.invalid[name] = str(exc)
-            continue
-        missing = meas.missing_files()
-        fp, newest = fingerprint(meas)
-        report.fingerprints[name] = fp
-        if missing:
-            report.incomplete[name] = (
-                f"{len(missing)} of {meas.images.height} listed files missing, e.g. {missing[0].name}"
-            )
-            continue
-        if previous.get(name) != fp or now - newest < settle_s:
-            report.unstable[name] = "files changed since the last look; waiting for them to settle"
-            continue
-        try:
-            report.ready.extend(resolve_timepoints(meas, screen))
-        except PlateMapError as exc:
-            report.unregistered[name] = str(exc)
+            _survey_one(report, folder, screen, previous.get(name), settle_s, now)
+        except (ValueError, OSError) as exc:  # unreadable index, file, encoding or number: named, not raised
+            report.invalid[name] = f"{type(exc).__name__}: {exc}"
     return report
+
+
+def _survey_one(report: InboxReport, folder: Path, screen: Screen, previous: str | None, settle_s: float,
+                now: float) -> None:
+    """File ``folder``'s measurement under one of ``report``'s lists."""
+    name = folder.name
+    try:
+        meas = read_index(folder)
+    except PhenixError as exc:
+        report.invalid[name] = str(exc)
+        return
+    if meas.images.height == 0:
+        report.invalid[name] = f"{meas.index_path}: the index lists no images"
+        return
+    missing = meas.missing_files()
+    fp, newest = fingerprint(meas)
+    report.fingerprints[name] = fp
+    if missing:
+        report.incomplete[name] = f"{len(missing)} of {meas.images.height} listed files missing, e.g. {missing[0].name}"
+        return
+    if previous != fp or now - newest < settle_s:
+        report.unstable[name] = "files changed since the last look; waiting for them to settle"
+        return
+    try:
+        report.ready.extend(resolve_timepoints(meas, screen))
+        report.ready_folders.append(name)
+    except PlateMapError as exc:
+        report.unregistered[name] = str(exc)
 
 
 def catalog(inbox: Path, screen: Screen) -> list[MeasurementTimepoint]:

@@ -24,6 +24,7 @@ Pure library: never imports dagster.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -327,13 +328,18 @@ def _children(elem: ET.Element) -> dict[str, ET.Element]:
 
 
 def _opt_float(kids: dict[str, ET.Element], name: str) -> float | None:
+    """An optional numeric field: None when absent or not a number; NaN or infinity is an error
+    (``ValueError`` naming the field; :func:`read_index` names the file)."""
     e = kids.get(name)
     if e is None or not (e.text or "").strip():
         return None
     try:
-        return float(e.text)
+        value = float(e.text)
     except ValueError:
         return None
+    if not math.isfinite(value):
+        raise ValueError(f"{name} is {e.text.strip()!r}, not a finite number")
+    return value
 
 
 def _text(kids: dict[str, ET.Element], name: str) -> str | None:
@@ -505,10 +511,17 @@ class _RowContext:
                 raise PhenixError(f"{where}: {exc}") from exc
         return name
 
-    def path(self, url: str) -> tuple[Path, bool]:
-        """The image file of a URL and whether it exists (plain names looked up in one listing)."""
-        path = Path(url) if os.path.isabs(url) else self.root / url
-        exists = url in self.on_disk if ("/" not in url and "\\" not in url) else path.is_file()
+    def path(self, url: str, where: str) -> tuple[Path, bool]:
+        """The image file of a URL and whether it exists (plain names looked up in one listing).
+
+        A URL names a file inside the measurement folder: backslashes are read as separators; an
+        absolute path or a ``..`` step is a :class:`PhenixError` (an index must not pull another
+        file of the machine into the platform)."""
+        rel = url.replace("\\", "/")
+        if os.path.isabs(rel) or re.match(r"^[A-Za-z]:/", rel) or ".." in rel.split("/"):
+            raise PhenixError(f"{where}: URL {url!r} points outside the measurement folder {self.root}")
+        path = self.root / rel
+        exists = rel in self.on_disk if "/" not in rel else path.is_file()
         return path, exists
 
 
@@ -520,7 +533,7 @@ def _image_row(rec: dict[str, tuple[str, str | None]], ctx: _RowContext) -> tupl
     level = _channel_level(rec, ctx.parser.channel_maps.get(channel, {}), where, channel)
     well = ctx.well(row, col, where)
     url = rec["URL"][0]
-    path, exists = ctx.path(url)
+    path, exists = ctx.path(url, where)
     geometry = _geometry(rec, level, where)
     abs_time = _parse_time(rec["AbsTime"][0], where)
     return (
@@ -574,10 +587,15 @@ def read_index(path: str | os.PathLike[str]) -> Measurement:
     """
     index_path = find_index(path).resolve()
     parser = _IndexParser(index_path)
-    parser.parse()
-    images = pl.DataFrame(_columns(parser, index_path.parent), schema=IMAGES_SCHEMA)
-    _check_duplicates(images, index_path)
-    return _measurement(parser, images)
+    try:
+        parser.parse()
+        images = pl.DataFrame(_columns(parser, index_path.parent), schema=IMAGES_SCHEMA)
+        _check_duplicates(images, index_path)
+        return _measurement(parser, images)
+    except PhenixError:
+        raise
+    except ValueError as exc:  # a value no number can come from, NaN or infinity: the file named
+        raise PhenixError(f"{index_path}: {exc}") from exc
 
 
 def _all_channels(parser: _IndexParser, images: pl.DataFrame) -> dict[int, Channel]:

@@ -78,7 +78,16 @@ def _find_table(metadata_dir: Path, stem: str) -> Path:
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str | None]], list[int]]:
-    """Columns, rows and line numbers of a CSV table (blank lines skipped)."""
+    """Columns, rows and line numbers of a CSV table (blank lines skipped); a file that is not
+    UTF-8 text is a :class:`PlateMapError` naming it."""
+    try:
+        return _parse_csv(path)
+    except UnicodeDecodeError as exc:
+        raise PlateMapError(f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8",
+                            path) from exc
+
+
+def _parse_csv(path: Path) -> tuple[list[str], list[dict[str, str | None]], list[int]]:
     rows: list[dict[str, str | None]] = []
     lines: list[int] = []
     with path.open(newline="", encoding="utf-8-sig") as fh:
