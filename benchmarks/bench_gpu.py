@@ -14,9 +14,9 @@ d. a demo-scale pre-training: the preset's screen generated and acquired through
    (``LCD_ENV=gpu``), the tile bank, two ablation variants of ``--steps`` steps each, and the
    ablation table (held-out retrieval mAP, replica predictability, screen activity).
 
-``--tiny`` runs every part small on whatever device there is (random-size GEMM, 32 tiles, two
-steps of a shrunk recipe, one timepoint of the ``small`` preset, two-step variants), so the tests
-check that the script runs end to end without a GPU.
+``--tiny`` runs every part small on whatever device there is (a 1024² GEMM, 32 tiles, two steps
+of a shrunk recipe, one timepoint and one field per well of the ``small`` preset, two-step
+variants), so the tests check that the script runs end to end without a GPU.
 """
 
 from __future__ import annotations
@@ -94,8 +94,10 @@ def pretraining_rate(dev, tiny: bool, steps: int) -> tuple[float, str]:
     return res.crops_per_s / per_step, label
 
 
-def demo_pretraining(base: Path, preset: str, timepoints: int, steps: int, workers: int, env: str) -> list[str]:
-    """Generate and acquire a screen, then two variants and the ablation table; its lines."""
+def demo_pretraining(base: Path, preset: str, timepoints: int, steps: int, workers: int, env: str,
+                     fields: int = 0) -> list[str]:
+    """Generate and acquire a screen (``fields`` per well, 0: the preset's), then two variants and
+    the ablation table; its lines."""
     import dagster as dg
 
     from lcd_assets.demo import (DemoResult, _run_job, _run_partitions, _sync_instance, prepare_instance,
@@ -111,7 +113,7 @@ def demo_pretraining(base: Path, preset: str, timepoints: int, steps: int, worke
     home = base / f"gpu-check-{preset}"
     shutil.rmtree(home, ignore_errors=True)
     t0 = time.perf_counter()
-    generate_screen(home, preset=preset, seed=0)
+    generate_screen(home, preset=preset, seed=0, **({"fields": fields} if fields else {}))
     prepare_instance(home)
     found = catalog(home / "inbox", load_screen(home / "metadata"))
     keep = sorted({m.timepoint for m in found})[:timepoints]
@@ -166,7 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     base = args.base or Path(tempfile.mkdtemp(prefix="lcd-gpu-check-"))
     workers = args.workers or max(1, (os.cpu_count() or 2) // 2)
     lines = demo_pretraining(base, "small" if tiny else args.preset, 1 if tiny else args.timepoints or 99,
-                             2 if tiny else args.steps, 2 if tiny else workers, "local" if tiny or not cuda else "gpu")
+                             2 if tiny else args.steps, 2 if tiny else workers, "local" if tiny or not cuda else "gpu",
+                             fields=1 if tiny else 0)
     print("   ablation table:")
     for line in lines:
         print(f"   {line}")
