@@ -116,8 +116,11 @@ class RayCompute(RayResource, Compute):
 
         self.connect(context)
         name = getattr(fn, "__name__", "task")
-        options = {"num_cpus": self.cpus_per_task, "num_gpus": self.gpus_per_task if gpu else 0,
-                   "max_retries": 0, "name": name}
+        gpus = self.gpus_per_task if gpu else 0
+        if gpus and not ray.cluster_resources().get("GPU"):  # the task would wait forever for one
+            context.log.warning(f"{name}: no GPU in {self.name}; it runs on a CPU worker")
+            gpus = 0
+        options = {"num_cpus": self.cpus_per_task, "num_gpus": gpus, "max_retries": 0, "name": name}
         ref = ray.remote(fn).options(**options).remote(*args, **kwargs)
         context.log.info(f"{name} as Ray task {ref.task_id().hex()} ({options['num_cpus']:g} CPU, "
                          f"{options['num_gpus']:g} GPU) on {self.name}")

@@ -21,6 +21,7 @@ from lcd_assets.partitions import condition_key, measurement_key
 from lcd_assets.resources import resources_for_env
 from lcd_assets_tests.conftest import add_partitions, local_resources, new_home, run_job
 from lcd_core.io.warehouse import Warehouse
+from lcd_core.keys import well_name
 
 PLATES, TP, DOSE = ["R02-L01", "R02-L02"], "04h", "10uM"  # R02 received 10 µM
 
@@ -124,6 +125,13 @@ def test_worker_killed_mid_partition_is_retried(ray_cluster, small_screen, tmp_p
     wells = _table(home, "SELECT well, n_tiles FROM well_embeddings")
     assert wells["n_tiles"].sum() == kept.height and wells["well"].n_unique() == wells.height
     assert not list((home / "cache").rglob("*.tmp"))
+
+
+def test_gpu_work_falls_back_to_a_cpu_worker_without_gpus(ray_cluster):
+    compute = RayCompute(address=ray_cluster, gpus_per_task=1.0, ray_init_options={"log_to_driver": False})
+    context = dg.build_asset_context()
+    # the cluster has no GPU: the task runs on a CPU worker instead of waiting for one forever
+    assert compute.run(context, well_name, 2, 3, gpu=True) == "B03"
 
 
 def test_environment_chooses_the_compute(monkeypatch, tmp_path):
