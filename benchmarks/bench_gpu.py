@@ -98,15 +98,7 @@ def demo_pretraining(base: Path, preset: str, timepoints: int, steps: int, worke
                      fields: int = 0) -> list[str]:
     """Generate and acquire a screen (``fields`` per well, 0: the preset's), then two variants and
     the ablation table; its lines."""
-    import dagster as dg
-
-    from lcd_assets.demo import (DemoResult, _run_job, _run_partitions, _sync_instance, prepare_instance,
-                                 run_pretraining)
-    from lcd_assets.definitions import build_definitions
-    from lcd_assets.partitions import measurement_key
-    from lcd_assets.resources import resources_for_env
-    from lcd_core.io.inbox import catalog
-    from lcd_core.io.platemap import load_screen
+    from lcd_assets.demo import acquire, run_pretraining
     from lcd_core.synth import generate_screen
 
     os.environ["LCD_ENV"] = env
@@ -114,23 +106,13 @@ def demo_pretraining(base: Path, preset: str, timepoints: int, steps: int, worke
     shutil.rmtree(home, ignore_errors=True)
     t0 = time.perf_counter()
     generate_screen(home, preset=preset, seed=0, **({"fields": fields} if fields else {}))
-    prepare_instance(home)
-    found = catalog(home / "inbox", load_screen(home / "metadata"))
-    keep = sorted({m.timepoint for m in found})[:timepoints]
-    found = [m for m in found if m.timepoint in keep]
-    result = DemoResult()
-    with dg.DagsterInstance.get() as instance:
-        _sync_instance(instance, home, found)
-        _run_job(build_definitions(resources_for_env(home=home)), instance, result, print, "setup")
-        tasks = [("acquisition", measurement_key(m.plate, m.timepoint), {"lcd/measurement": str(m.path)})
-                 for m in found]
-        _run_partitions(home, None, tasks, workers, result, lambda s: None, instance)
-        print(f"d. {len(tasks)} measurements generated and acquired in {time.perf_counter() - t0:.0f} s", flush=True)
-        t1 = time.perf_counter()
-        done = run_pretraining(home, list(VARIANTS), steps=steps, instance=instance, log=lambda s: None,
-                               n_draws=50 if steps < 10 else 0)
-    if result.failed or done.failed:
-        raise RuntimeError(f"failed runs: {result.failed + done.failed}")
+    acquired = acquire(home, workers, timepoints)
+    print(f"d. {acquired.runs.get('acquisition', 0)} measurements generated and acquired in "
+          f"{time.perf_counter() - t0:.0f} s", flush=True)
+    t1 = time.perf_counter()
+    done = run_pretraining(home, list(VARIANTS), steps=steps, log=lambda s: None, n_draws=50 if steps < 10 else 0)
+    if acquired.failed or done.failed:
+        raise RuntimeError(f"failed runs: {acquired.failed + done.failed}")
     print(f"   tile bank, {len(VARIANTS)} variants × {steps} steps and the ablation in {time.perf_counter() - t1:.0f} s")
     return done.science
 
@@ -167,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
           flush=True)
     base = args.base or Path(tempfile.mkdtemp(prefix="lcd-gpu-check-"))
     workers = args.workers or max(1, (os.cpu_count() or 2) // 2)
-    lines = demo_pretraining(base, "small" if tiny else args.preset, 1 if tiny else args.timepoints or 99,
+    lines = demo_pretraining(base, "small" if tiny else args.preset, 1 if tiny else args.timepoints,
                              2 if tiny else args.steps, 2 if tiny else workers, "local" if tiny or not cuda else "gpu",
                              fields=1 if tiny else 0)
     print("   ablation table:")

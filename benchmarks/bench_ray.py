@@ -41,28 +41,16 @@ PAPER_FOV_SIZE = 1080
 STEPS = ("image_index", "tiles", "kept_tile_pass", "fov_nuclei", "fov_embeddings", "well_embeddings")
 
 
-def _acquire(home: Path, tasks: list[tuple], workers: int, env: str) -> float:
-    """Run the acquisition ``tasks`` on ``home`` with ``LCD_ENV=env``; wall seconds."""
-    import dagster as dg
-
-    from lcd_assets.demo import DemoResult, _run_job, _run_partitions, _sync_instance, prepare_instance
-    from lcd_assets.definitions import build_definitions
-    from lcd_assets.resources import resources_for_env
-    from lcd_core.io.inbox import catalog
-    from lcd_core.io.platemap import load_screen
+def _acquire(home: Path, timepoints: int, workers: int, env: str) -> tuple[float, int]:
+    """The acquisition of ``home``'s first ``timepoints`` timepoints with ``LCD_ENV=env``:
+    ``(wall seconds, partitions)``."""
+    from lcd_assets.demo import acquire
 
     os.environ["LCD_ENV"] = env
-    prepare_instance(home)
-    result = DemoResult()
-    with dg.DagsterInstance.get() as instance:
-        _sync_instance(instance, home, catalog(home / "inbox", load_screen(home / "metadata")))
-        _run_job(build_definitions(resources_for_env(home=home)), instance, result, print, "setup")
-        t0 = time.perf_counter()
-        _run_partitions(home, None, tasks, workers, result, lambda s: None, instance)
-        wall = time.perf_counter() - t0
+    result = acquire(home, workers, timepoints)
     if result.failed:
         raise RuntimeError(f"{env}: failed runs {result.failed}")
-    return wall
+    return result.seconds["acquisition"], result.runs.get("acquisition", 0)
 
 
 def _round_trip_ms(address: str, n: int = 50) -> float:
@@ -110,18 +98,13 @@ def _paper_fov_costs(base: Path, seed: int, workers: int) -> tuple[dict[str, flo
     import dagster as dg
     from bench_demo import materialized
 
-    from lcd_assets.partitions import measurement_key
-    from lcd_core.io.inbox import catalog
-    from lcd_core.io.platemap import load_screen
     from lcd_core.io.warehouse import Warehouse
     from lcd_core.synth import generate_screen
 
     home = base / "paper-fovs"
     shutil.rmtree(home, ignore_errors=True)
     generate_screen(home, preset="small", seed=seed, image_size=PAPER_FOV_SIZE, fields=1, timepoints_h=(4,))
-    found = catalog(home / "inbox", load_screen(home / "metadata"))
-    tasks = [("acquisition", measurement_key(m.plate, m.timepoint), {"lcd/measurement": str(m.path)}) for m in found]
-    _acquire(home, tasks, workers, "local")
+    _, partitions = _acquire(home, 1, workers, "local")
     wh = Warehouse(home)
     tiles = int(wh.query("SELECT count(*) AS n FROM tiles WHERE kept")["n"][0])
     fovs = int(wh.query("SELECT count(*) AS n FROM (SELECT DISTINCT plate, well, field FROM tiles)")["n"][0])
@@ -130,7 +113,7 @@ def _paper_fov_costs(base: Path, seed: int, workers: int) -> tuple[dict[str, flo
         features = sum(materialized(instance, "fov_features", "feature_seconds"))
     steps["kept_tile_pass: features"] = features
     steps["kept_tile_pass: ViT and decode"] = steps.pop("kept_tile_pass") - features
-    return steps, fovs, tiles, len(tasks)
+    return steps, fovs, tiles, partitions
 
 
 def _projection(steps: dict[str, float], fovs: int, tiles: int, partitions: int, extra_s: float,
@@ -171,10 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cores-per-gpu", type=int, default=16, help="CPU cores beside each GPU (the lent H100 machine: 16)")
     args = ap.parse_args(argv)
     from lcd_assets.compute import local_ray_head
-    from lcd_assets.partitions import measurement_key
     from lcd_core._malloc import retain_freed_memory
-    from lcd_core.io.inbox import catalog
-    from lcd_core.io.platemap import load_screen
     from lcd_core.io.warehouse import Warehouse
     from lcd_core.synth import generate_screen
 
@@ -185,30 +165,24 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     generate_screen(screen, preset=args.preset, seed=args.seed)
     print(f"generated preset {args.preset!r} seed {args.seed} in {time.perf_counter() - t0:.0f} s")
-    measurements = catalog(screen / "inbox", load_screen(screen / "metadata"))
-    keep = sorted({m.timepoint for m in measurements})[: args.timepoints]
-    tasks = [("acquisition", measurement_key(m.plate, m.timepoint), {"lcd/measurement": str(m.path)})
-             for m in sorted(measurements, key=lambda m: (m.timepoint, m.plate)) if m.timepoint in keep]
     homes = {}
     for kind in ("local", "ray"):
         homes[kind] = base / kind
         shutil.rmtree(homes[kind], ignore_errors=True)
         shutil.copytree(screen, homes[kind])
-    for kind, home in homes.items():  # the tasks' measurement paths point into the home they run on
-        homes[kind] = (home, [(j, k, {"lcd/measurement": t["lcd/measurement"].replace(str(screen), str(home))})
-                              for j, k, t in tasks])
-    wall = {"local": _acquire(homes["local"][0], homes["local"][1], args.workers, "local")}
+    wall = {}
+    wall["local"], n = _acquire(homes["local"], args.timepoints, args.workers, "local")
     with local_ray_head(num_cpus=args.workers) as address:
         os.environ["RAY_ADDRESS"] = address
         rt = _round_trip_ms(address)
-        wall["ray"] = _acquire(homes["ray"][0], homes["ray"][1], args.workers, "ray")
+        wall["ray"], _ = _acquire(homes["ray"], args.timepoints, args.workers, "ray")
     os.environ["LCD_ENV"] = "local"
-    wh = Warehouse(homes["local"][0])
+    wh = Warehouse(homes["local"])
     tiles = int(wh.query("SELECT count(*) AS n FROM tiles WHERE kept")["n"][0])
     fovs = int(wh.query("SELECT count(*) AS n FROM (SELECT DISTINCT plate, well, field, timepoint FROM tiles)")["n"][0])
-    steps = {k: _steps(h) for k, (h, _) in homes.items()}
-    n = len(tasks)
-    print(f"\n{n} acquisition partitions ({', '.join(keep)}), {fovs} FOVs, {tiles} kept tiles, "
+    steps = {k: _steps(h) for k, h in homes.items()}
+    timepoints = wh.query("SELECT DISTINCT timepoint FROM tiles ORDER BY 1")["timepoint"].to_list()
+    print(f"\n{n} acquisition partitions ({', '.join(timepoints)}), {fovs} FOVs, {tiles} kept tiles, "
           f"{args.workers} at a time on {os.cpu_count()} cores")
     print(f"local (spawned processes): {wall['local']:.1f} s; Ray ({args.workers}-CPU head on 127.0.0.1): "
           f"{wall['ray']:.1f} s; speed-up {wall['local'] / wall['ray']:.2f}x")
@@ -219,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
         extra += (b - a) / n
         print(f"  step {s:16s} local {a:7.1f} s  Ray {b:7.1f} s  per partition {(b - a) / n:+.2f} s")
     print(f"Ray's extra seconds per partition over the local steps: {extra:+.2f} s")
-    print(_agreement(homes["local"][0], homes["ray"][0]))
+    print(_agreement(homes["local"], homes["ray"]))
     t0 = time.perf_counter()
     paper = _paper_fov_costs(base, args.seed, args.workers)
     print(f"\npaper-size FOVs generated and acquired locally in {time.perf_counter() - t0:.0f} s")

@@ -187,9 +187,7 @@ def run_demo(
     with _timed(result, "setup"):
         log("setup: plate maps, ViT checkpoint (nothing is trained)")
         run("setup")
-    ordered = sorted(measurements, key=lambda m: (m.timepoint, m.plate))
-    acquisitions = [("acquisition", measurement_key(m.plate, m.timepoint), {"lcd/measurement": str(m.path)})
-                    for m in ordered]
+    acquisitions = acquisition_tasks(measurements)
     analyses = [("analysis", condition_key(d, t), None) for d, t in sorted({(m.dose, m.timepoint) for m in measurements})]
     with _timed(result, "acquisition"):
         _run_partitions(home, checkpoint, acquisitions, workers, result, log, instance)
@@ -203,6 +201,31 @@ def run_demo(
         run("timelapse")
     result.science = science_summary(home)
     result.counts = _counts(Warehouse(home), DEMO_TABLES)
+    return result
+
+
+def acquisition_tasks(measurements: list[MeasurementTimepoint]) -> list[tuple]:
+    """The ``acquisition`` runs of ``measurements`` as ``(job, partition key, tags)``, by timepoint and plate."""
+    ordered = sorted(measurements, key=lambda m: (m.timepoint, m.plate))
+    return [("acquisition", measurement_key(m.plate, m.timepoint), {"lcd/measurement": str(m.path)}) for m in ordered]
+
+
+def acquire(home: Path, workers: int = 2, timepoints: int = 0, log: Callable[[str], None] = print) -> DemoResult:
+    """``setup`` and the acquisition of the measurements in ``home``'s inbox (of its first
+    ``timepoints`` timepoints; 0: all) on its persistent instance, ``workers`` partitions at a time,
+    with ``LCD_ENV``'s resources; nothing after (the benchmarks time this).
+    ``result.seconds["acquisition"]``: the partitions' wall time."""
+    home = home.expanduser().resolve()
+    prepare_instance(home)
+    found = catalog(home / "inbox", load_screen(home / "metadata"))
+    keep = sorted({m.timepoint for m in found})[: timepoints or None]
+    measurements = [m for m in found if m.timepoint in keep]
+    result = DemoResult()
+    with dg.DagsterInstance.get() as instance:
+        _sync_instance(instance, home, measurements)
+        _run_job(build_definitions(_resources(home)), instance, result, log, "setup")
+        with _timed(result, "acquisition"):
+            _run_partitions(home, None, acquisition_tasks(measurements), workers, result, lambda s: None, instance)
     return result
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from lcd_assets.compute import compute_for_env
 from lcd_core.cells.train import LARGE_CELL_SHARE, NUCLEUS_WEIGHT
 from lcd_core.moa import MoaClasses
 from lcd_core.io.platemap import Screen, ScreenConfig, load_screen
@@ -245,8 +246,6 @@ ENVS = ("local", "gpu", "ray", "ray-gpu")
 def resources_for_env(env: str | None = None, home: Path | None = None) -> dict:
     """Resource set of an environment (:data:`ENVS`): ``local`` (CPU, bf16 where supported),
     ``gpu``, ``ray`` or ``ray-gpu`` (see the module's docstring)."""
-    from lcd_assets.compute import compute_for_env
-
     env = env or os.environ.get("LCD_ENV", "local")
     home = home or lcd_home_from_env()
     if env not in ENVS:

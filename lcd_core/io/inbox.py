@@ -171,8 +171,8 @@ def survey(
             continue
         try:
             _survey_one(report, folder, screen, previous.get(name), settle_s, now)
-        except (ValueError, OSError) as exc:  # unreadable index, file, encoding or number: named, not raised
-            report.invalid[name] = f"{type(exc).__name__}: {exc}"
+        except (ValueError, OSError) as exc:  # unreadable index (PhenixError), file, encoding: named, not raised
+            report.invalid[name] = str(exc) if isinstance(exc, PhenixError) else f"{type(exc).__name__}: {exc}"
     return report
 
 
@@ -180,11 +180,7 @@ def _survey_one(report: InboxReport, folder: Path, screen: Screen, previous: str
                 now: float) -> None:
     """File ``folder``'s measurement under one of ``report``'s lists."""
     name = folder.name
-    try:
-        meas = read_index(folder)
-    except PhenixError as exc:
-        report.invalid[name] = str(exc)
-        return
+    meas = read_index(folder)
     if meas.images.height == 0:
         report.invalid[name] = f"{meas.index_path}: the index lists no images"
         return
