@@ -120,10 +120,9 @@ def test_namespace_agnostic_and_index_locations(tmp_path: Path) -> None:
     assert read_index(images).index_path == m.index_path
     assert m.brightfield_channel() == 2 and m.images.height == 6
 
-    no_ns = re.sub(r'\sxmlns="[^"]+"', "", _v5_text())
-    ref = _copy_index(tmp_path, no_ns, name="Index.ref.xml")
+    ref = _copy_index(tmp_path, name="Index.ref.xml")
     assert find_index(tmp_path) == ref
-    assert read_index(tmp_path).harmony_version == "unknown"
+    assert read_index(tmp_path).harmony_version == "5"
 
 
 def test_find_index_errors(tmp_path: Path) -> None:
@@ -254,3 +253,67 @@ def test_backslashes_in_a_url_are_separators(tmp_path: Path) -> None:
     images = read_index(dst).images
     row = images.filter(images["url"] == f"sub\\{first}")
     assert row["exists"].to_list() == [True] and row["path"][0] == str((dst / "sub" / first).resolve())
+
+
+# --------------------------------------------------------------------------- issue 22: index kinds
+
+
+def test_two_plates_are_refused_naming_both(tmp_path: Path) -> None:
+    text = _v5_text()
+    start, end = text.index("<Plate>"), text.index("</Plate>") + len("</Plate>")
+    second = text[start:end].replace("BR00122249", "BR00999999")
+    idx = _copy_index(tmp_path, text[:end] + second + text[end:])
+    with pytest.raises(PhenixError, match="more than one <Plate>") as exc:
+        read_index(tmp_path)
+    msg = str(exc.value)
+    assert str(idx) in msg and "BR00122249" in msg and "BR00999999" in msg
+
+
+@pytest.mark.parametrize("replacement", ["<MeasurementID> </MeasurementID>", "<MeasurementID />", ""])
+def test_empty_or_missing_measurement_id_is_refused(tmp_path: Path, replacement: str) -> None:
+    text = re.sub(r"<MeasurementID>[^<]*</MeasurementID>", replacement, _v5_text())
+    idx = _copy_index(tmp_path, text)
+    with pytest.raises(PhenixError, match="empty or missing MeasurementID") as exc:
+        read_index(tmp_path)
+    assert str(idx) in str(exc.value) and "BR00122249" in str(exc.value)
+
+
+@pytest.mark.parametrize("namespace", ["http://www.perkinelmer.com/PEHH/HarmonyV9", "urn:example:index", None])
+def test_unknown_harmony_version_is_refused(tmp_path: Path, namespace: str | None) -> None:
+    v5 = "http://www.perkinelmer.com/PEHH/HarmonyV5"
+    text = _v5_text()
+    text = re.sub(r'\sxmlns="[^"]+"', "", text) if namespace is None else text.replace(v5, namespace)
+    idx = _copy_index(tmp_path, text)
+    with pytest.raises(PhenixError, match=r"supports Harmony 5, 6, 7") as exc:
+        read_index(tmp_path)
+    msg = str(exc.value)
+    assert str(idx) in msg and (namespace or "(none)") in msg
+    assert ("Harmony version 9" in msg) == (namespace is not None and namespace.endswith("V9"))
+
+
+_ENTITIES = {
+    "external entity": '<!DOCTYPE EvaluationInputData [<!ENTITY secret SYSTEM "file://{secret}">]>',
+    "external DTD": '<!DOCTYPE EvaluationInputData SYSTEM "file://{secret}">',
+    "billion laughs": "<!DOCTYPE EvaluationInputData [<!ENTITY a 'lol'>"
+    + "".join(f"<!ENTITY {b} '{('&' + a + ';') * 10}'>" for a, b in zip("abcdefghi", "bcdefghij")) + "]>",
+}
+
+
+@pytest.mark.parametrize("kind,encoding", [("external entity", "utf-8"), ("external DTD", "utf-8"),
+                                           ("billion laughs", "utf-8"), ("external entity", "utf-16")])
+def test_entities_are_refused_before_parsing(tmp_path: Path, kind: str, encoding: str) -> None:
+    """A DOCTYPE is refused at the prolog, in any encoding: no entity is declared, so no file
+    outside is read and nothing expands."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET-CONTENT", encoding="utf-8")
+    doctype = _ENTITIES[kind].format(secret=secret)
+    ref = "&j;" if "laughs" in kind else "&secret;" if "entity" in kind else "Patrick"
+    text = _v5_text().replace("?>", "?>\n" + doctype, 1).replace("<User>Patrick</User>", f"<User>{ref}</User>")
+    (tmp_path / "m").mkdir()
+    idx = tmp_path / "m" / "Index.idx.xml"
+    idx.write_text(text.replace('encoding="utf-8"', f'encoding="{encoding}"'), encoding=encoding)
+    with pytest.raises(PhenixError, match="DOCTYPE.*DTDs and entities are refused") as exc:
+        read_index(tmp_path / "m")
+    msg = str(exc.value)
+    assert str(idx.resolve()) in msg and "SECRET-CONTENT" not in msg
+    assert ("SYSTEM" in msg) == (kind == "external DTD")

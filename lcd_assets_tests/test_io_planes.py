@@ -119,3 +119,16 @@ def test_no_brightfield_channel_in_stack(tmp_path: Path) -> None:
     )
     with pytest.raises(PhenixError, match="no channel has ChannelType 'Brightfield'"):
         read_stack(read_index(tmp_path), "A01", 1, 0)
+
+
+def test_a_real_plane_of_another_size_than_the_index_is_refused(tmp_path: Path) -> None:
+    text = (V5 / "Index.idx.xml").read_text(encoding="utf-8-sig")
+    (tmp_path / "Index.idx.xml").write_text(text.replace("<ImageSizeX>1080</ImageSizeX>", "<ImageSizeX>2160</ImageSizeX>"),
+                                            encoding="utf-8")
+    shutil.copy(V5_BF, tmp_path)
+    m = read_index(tmp_path)
+    with pytest.raises(PhenixError, match="image is 1080 × 1080 px but the index says 2160 × 1080") as exc:
+        read_stack(m, "A01", 1, 0)
+    msg = str(exc.value)
+    assert V5_BF.name in msg and "well A01" in msg and "plane 1" in msg
+    assert read_plane(V5_BF, (1080, 1080)).shape == (1080, 1080)  # the real size, as the real index says

@@ -19,6 +19,19 @@ Notes on real exports (see ``shared/fixtures/phenix``):
   ``TimepointID`` as written;
 - positions and resolutions are in metres.
 
+What is refused (a :class:`PhenixError` naming the index file), so that nothing is silently
+mis-read or let in:
+
+- a ``<!DOCTYPE>`` (hence any entity declaration): checked with expat before the index is parsed,
+  so an external entity (``<!ENTITY x SYSTEM "file:///etc/passwd">``) is never resolved and an
+  entity expansion ("billion laughs") never starts. Harmony writes no DOCTYPE;
+- more than one ``<Plate>`` (which plate the images belong to would be a guess) and an empty or
+  missing ``MeasurementID`` (the run key of a measurement);
+- a Harmony version this reader was not checked against: the version is read from the XML
+  namespace (``.../HarmonyV5``); versions in :data:`SUPPORTED_VERSIONS` parse, any other version,
+  or a namespace naming none, is refused rather than parsed on with a guessed layout (a new
+  Harmony release is added to :data:`SUPPORTED_VERSIONS` once an export of it passes the tests).
+
 Pure library: never imports dagster.
 """
 
@@ -32,6 +45,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from xml.parsers import expat
 
 import polars as pl
 
@@ -42,12 +56,17 @@ __all__ = [
     "INDEX_NAMES",
     "Measurement",
     "PhenixError",
+    "SUPPORTED_VERSIONS",
     "find_index",
     "read_index",
 ]
 
 #: Index file names, in the order they are looked for.
 INDEX_NAMES: tuple[str, ...] = ("Index.idx.xml", "Index.xml", "Index.ref.xml")
+
+#: Harmony versions the reader is checked against: 5 and 7 (real exports in ``shared/fixtures/phenix``,
+#: 5 also written by :mod:`lcd_core.synth.phenix_writer`) and 6 (the ``Index.idx.xml`` layout of 5).
+SUPPORTED_VERSIONS: tuple[str, ...] = ("5", "6", "7")
 
 _VERSION_RE = re.compile(r"HarmonyV(\d+)", re.IGNORECASE)
 _FRACTION_RE = re.compile(r"(\.\d{6})\d+")
@@ -170,11 +189,11 @@ class Measurement:
     index_path : Path
         The index file.
     harmony_version : str
-        ``"5"``, ``"6"``, ``"7"``, ... from the XML namespace (``"unknown"`` if absent).
+        ``"5"``, ``"6"`` or ``"7"`` (one of :data:`SUPPORTED_VERSIONS`), from the XML namespace.
     plate_id : str
         ``PlateID`` (the barcode).
     measurement_id : str
-        ``MeasurementID``.
+        ``MeasurementID`` (never empty).
     plate_type : str
         ``PlateTypeName``.
     plate_rows, plate_columns : int
@@ -295,9 +314,57 @@ def _namespace(tag: str) -> str:
     return tag[1:].split("}", 1)[0] if tag.startswith("{") else ""
 
 
-def _harmony_version(namespace: str) -> str:
+def _harmony_version(namespace: str, index_path: Path) -> str:
+    """The Harmony version named by the index's XML namespace.
+
+    Raises
+    ------
+    PhenixError
+        Naming the file and the namespace, when the namespace names no version or one not in
+        :data:`SUPPORTED_VERSIONS` (an unknown layout is refused, not parsed on a guess).
+    """
     m = _VERSION_RE.search(namespace)
-    return m.group(1) if m else "unknown"
+    if m is None or m.group(1) not in SUPPORTED_VERSIONS:
+        what = f"Harmony version {m.group(1)}" if m else "no Harmony version (…/HarmonyV<n>)"
+        raise PhenixError(
+            f"{index_path}: XML namespace {namespace or '(none)'!r} names {what}; this reader supports "
+            f"Harmony {', '.join(SUPPORTED_VERSIONS)} and does not parse other versions on a guess"
+        )
+    return m.group(1)
+
+
+class _Prolog(Exception):
+    """The root element was reached: the prolog, where a DOCTYPE must be, had none."""
+
+
+def _refuse_doctype(index_path: Path) -> None:
+    """Raise :class:`PhenixError` if the index declares a DOCTYPE (and so possibly entities).
+
+    Expat reads the prolog only (up to the root element's start tag, whatever the encoding), with a
+    handler that stops at ``<!DOCTYPE``: no entity is declared, resolved or expanded. Malformed
+    XML is left to the main parse, which names the line.
+    """
+
+    def doctype(name: str, system_id: str | None, public_id: str | None, internal: bool) -> None:
+        what = f"SYSTEM {system_id!r}" if system_id else ("an internal subset" if internal else "no subset")
+        raise PhenixError(
+            f"{index_path}: the index declares <!DOCTYPE {name}> ({what}); DTDs and entities are refused "
+            "(a Harmony index has none; an entity can read another file or expand without bound)"
+        )
+
+    def root(name: str, attrs: dict) -> None:
+        raise _Prolog
+
+    parser = expat.ParserCreate()
+    parser.StartDoctypeDeclHandler = doctype
+    parser.StartElementHandler = root
+    try:
+        with open(index_path, "rb") as f:
+            while chunk := f.read(1 << 16):
+                parser.Parse(chunk, False)
+            parser.Parse(b"", True)
+    except (_Prolog, expat.ExpatError):
+        return
 
 
 def _parse_time(text: str, where: str) -> datetime:
@@ -371,13 +438,16 @@ class _IndexParser:
         self.index_path = index_path
         self.namespace = ""
         self.plate: dict[str, str] = {}
+        self.plate_ids: list[str] = []
         self.user: str | None = None
         self.channel_maps: dict[int, dict[str, ET.Element]] = {}
         self.channels: dict[int, Channel] = {}
         self.raw: list[dict[str, tuple[str, str | None]]] = []
 
     def parse(self) -> None:
-        """Stream through the index ("end" events only: a big index has ~4M elements)."""
+        """Stream through the index ("end" events only: a big index has ~4M elements), after
+        refusing a DOCTYPE (:func:`_refuse_doctype`)."""
+        _refuse_doctype(self.index_path)
         local: dict[str, str] = {}
         last: ET.Element | None = None
         try:
@@ -397,9 +467,7 @@ class _IndexParser:
                     self._map_entry(elem)
                     elem.clear()
                 elif name == "Plate":
-                    kids = _children(elem)
-                    self.plate = {k: (v.text or "").strip() for k, v in kids.items() if k != "Well"}
-                    elem.clear()
+                    self._plate(elem)
                 elif name == "User" and self.user is None:
                     self.user = (elem.text or "").strip() or None
                 elif name in ("Well", "Map"):
@@ -410,6 +478,19 @@ class _IndexParser:
         if last is None or _local(last.tag) != "EvaluationInputData":
             got = "nothing" if last is None else _local(last.tag)
             raise PhenixError(f"{self.index_path}: not a Harmony index (root element is {got})")
+
+    def _plate(self, elem: ET.Element) -> None:
+        """Keep the ``<Plate>``'s fields; a second ``<Plate>`` is an error naming both plates."""
+        kids = _children(elem)
+        plate = {k: (v.text or "").strip() for k, v in kids.items() if k != "Well"}
+        self.plate_ids.append(plate.get("PlateID", ""))
+        if len(self.plate_ids) > 1:
+            raise PhenixError(
+                f"{self.index_path}: more than one <Plate> (PlateID {', '.join(map(repr, self.plate_ids))}); "
+                "an index must describe one plate"
+            )
+        self.plate = plate
+        elem.clear()
 
     def _map_entry(self, elem: ET.Element) -> None:
         kids = _children(elem)
@@ -582,16 +663,20 @@ def read_index(path: str | os.PathLike[str]) -> Measurement:
     Raises
     ------
     PhenixError
-        If no index is found, the XML is malformed (file and line named), an image
-        lacks a required element (image id named) or a value cannot be parsed.
+        If no index is found, the XML is malformed (file and line named) or declares a DOCTYPE,
+        the Harmony version is not supported, the index has more than one ``<Plate>`` or no
+        ``MeasurementID``, an image lacks a required element (image id named) or a value cannot
+        be parsed.
     """
     index_path = find_index(path).resolve()
     parser = _IndexParser(index_path)
     try:
         parser.parse()
+        version = _harmony_version(parser.namespace, index_path)
+        plate = _checked_plate(parser)
         images = pl.DataFrame(_columns(parser, index_path.parent), schema=IMAGES_SCHEMA)
         _check_duplicates(images, index_path)
-        return _measurement(parser, images)
+        return _measurement(parser, version, plate, images)
     except PhenixError:
         raise
     except ValueError as exc:  # a value no number can come from, NaN or infinity: the file named
@@ -610,13 +695,22 @@ def _all_channels(parser: _IndexParser, images: pl.DataFrame) -> dict[int, Chann
     return dict(sorted(channels.items()))
 
 
-def _measurement(parser: _IndexParser, images: pl.DataFrame) -> Measurement:
-    """The :class:`Measurement` of a parsed index and its image rows (plate fields checked)."""
-    index_path = parser.index_path
-    channels = _all_channels(parser, images)
-    plate = parser.plate
-    if not plate:
+def _checked_plate(parser: _IndexParser) -> dict[str, str]:
+    """The one ``<Plate>``'s fields, with a non-empty ``MeasurementID`` (else PhenixError)."""
+    plate, index_path = parser.plate, parser.index_path
+    if not parser.plate_ids:
         raise PhenixError(f"{index_path}: no <Plates><Plate> element")
+    if not plate.get("MeasurementID"):
+        raise PhenixError(
+            f"{index_path}: Plate {plate.get('PlateID', '')!r} has an empty or missing MeasurementID "
+            "(it keys the measurement: without it, measurements of the plate would be taken for one another)"
+        )
+    return plate
+
+
+def _measurement(parser: _IndexParser, version: str, plate: dict[str, str], images: pl.DataFrame) -> Measurement:
+    """The :class:`Measurement` of a parsed index, its checked version and plate and its image rows."""
+    index_path = parser.index_path
 
     def plate_int(name: str) -> int:
         try:
@@ -628,14 +722,14 @@ def _measurement(parser: _IndexParser, images: pl.DataFrame) -> Measurement:
     return Measurement(
         root=index_path.parent,
         index_path=index_path,
-        harmony_version=_harmony_version(parser.namespace),
+        harmony_version=version,
         plate_id=plate.get("PlateID", ""),
-        measurement_id=plate.get("MeasurementID", ""),
+        measurement_id=plate["MeasurementID"],
         plate_type=plate.get("PlateTypeName", ""),
         plate_rows=plate_int("PlateRows"),
         plate_columns=plate_int("PlateColumns"),
         start_time=_parse_time(start, f"{index_path}: MeasurementStartTime") if start else None,
-        channels=channels,
+        channels=_all_channels(parser, images),
         images=images,
         user=parser.user,
     )

@@ -19,7 +19,7 @@ import polars as pl
 
 from lcd_core.nuclei.evaluate import count_r, score_masks
 from lcd_core.nuclei.objects import Nuclei
-from lcd_core.tiles.partition import read_fov
+from lcd_core.tiles.partition import fov_lineage, fov_name, read_fov
 
 __all__ = ["NUCLEUS_SCHEMA", "NucleiPass", "Plausibility", "agreement_with_truth", "nuclei_pass", "pixel_size_um",
            "plausibility"]
@@ -71,11 +71,11 @@ def nuclei_pass(fovs: pl.DataFrame, pixel_um: float, detect: Detector, *, keep_l
     """
     rows, nuclei, labels, overlay, seconds = [], [], {}, None, 0.0
     for row in fovs.iter_rows(named=True):
-        planes = read_fov(row["paths"])
+        planes = read_fov(row["paths"], row.get("expected_shape"), fov_name(row))
         t0 = time.perf_counter()
         found = detect(planes, pixel_um)
         seconds += time.perf_counter() - t0
-        lineage = {k: v for k, v in row.items() if k != "paths"}
+        lineage = fov_lineage(row)
         rows.append({**lineage, "n_nuclei": found.n, "confluency": found.confluency,
                      "nucleus_area_um2_median": float(np.median(found.area_um2)) if found.n else None})
         nuclei.append(_nucleus_rows(row, found))

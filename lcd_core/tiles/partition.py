@@ -21,6 +21,10 @@ from lcd_core.tiles.preprocess import TileConfig
 
 LINEAGE = ["plate", "timepoint", "replica", "layout", "dose", "barcode"]
 WELL_META = ["compound", "moa", "role"]
+#: planes a brightfield FOV may have: 3 (the screen's z-stack) or 1 (replicated to 3 channels)
+FOV_PLANES = (1, 3)
+#: columns of a :func:`fov_paths` row that say how to read the FOV, not what it is (not lineage)
+FOV_READ_COLUMNS = ("paths", "expected_shape")
 
 
 def image_index_table(meas: Measurement, mt: MeasurementTimepoint, screen: Screen) -> pl.DataFrame:
@@ -55,8 +59,9 @@ def image_index_table(meas: Measurement, mt: MeasurementTimepoint, screen: Scree
 class Completeness:
     """How an image index compares with the plate map.
 
-    ``passed`` is False when a plate-map well is missing, a brightfield FOV lacks a plane, or a
-    listed file is absent; wells imaged but not on the layout are only reported.
+    ``passed`` is False when a plate-map well is missing, a brightfield FOV lacks a plane, the
+    brightfield FOVs have a number of planes the tiles cannot take (not in :data:`FOV_PLANES`), or
+    a listed file is absent; wells imaged but not on the layout are only reported.
     """
 
     passed: bool
@@ -69,8 +74,16 @@ class Completeness:
     fields: list[int]
     planes: list[int]
 
+    @property
+    def planes_ok(self) -> bool:
+        """Whether the plate's brightfield planes are a count the tiles take (:data:`FOV_PLANES`)."""
+        return not self.planes or len(self.planes) in FOV_PLANES
+
     def summary(self) -> str:
         parts = []
+        if not self.planes_ok:
+            parts.append(f"brightfield FOVs have {len(self.planes)} planes {self.planes}; "
+                         f"the tiles need {' or '.join(map(str, FOV_PLANES[::-1]))}")
         if self.missing_wells:
             parts.append(f"{len(self.missing_wells)} plate-map wells not imaged: {self.missing_wells[:10]}")
         if self.incomplete_fovs:
@@ -86,7 +99,7 @@ def index_completeness(index: pl.DataFrame, layout: pl.DataFrame, brightfield: i
     """Compare the brightfield images of a partition with its layout.
 
     Every layout well must have the same set of fields, and every FOV the full set of planes
-    seen on the plate.
+    seen on the plate, which must hold 3 planes (or 1: :data:`FOV_PLANES`).
     """
     bf = index.filter(pl.col("channel") == brightfield)
     expected = set(layout["well"].to_list())
@@ -102,8 +115,9 @@ def index_completeness(index: pl.DataFrame, layout: pl.DataFrame, brightfield: i
     )
     missing_files = bf.filter(~pl.col("exists"))["path"].to_list()
     missing_wells = sorted(expected - imaged)
+    planes_ok = not planes or len(planes) in FOV_PLANES
     return Completeness(
-        passed=not (missing_wells or incomplete_fovs or missing_files),
+        passed=planes_ok and not (missing_wells or incomplete_fovs or missing_files),
         n_wells_expected=len(expected),
         n_wells_imaged=len(imaged),
         missing_wells=missing_wells,
@@ -116,24 +130,50 @@ def index_completeness(index: pl.DataFrame, layout: pl.DataFrame, brightfield: i
 
 
 def fov_paths(index: pl.DataFrame, brightfield: int) -> pl.DataFrame:
-    """One row per brightfield FOV of the plate map: lineage plus ``paths`` sorted by plane."""
+    """One row per brightfield FOV of the plate map: lineage plus ``paths`` sorted by plane and
+    ``expected_shape`` (``[ImageSizeY, ImageSizeX]`` of the index, when it has the sizes)."""
     keep = [c for c in [*LINEAGE, *WELL_META] if c in index.columns]
+    shape = ([pl.concat_list(pl.col("size_y").first(), pl.col("size_x").first()).alias("expected_shape")]
+             if {"size_x", "size_y"} <= set(index.columns) else [])
     return (
         index.filter((pl.col("channel") == brightfield) & pl.col("compound").is_not_null())
         .sort("plane")
         .group_by(["well", "field"], maintain_order=True)
-        .agg(pl.col("path"), *[pl.col(c).first() for c in keep])
+        .agg(pl.col("path"), *[pl.col(c).first() for c in keep], *shape)
         .rename({"path": "paths"})
         .sort(["well", "field"])
     )
 
 
-def read_fov(paths: list[str]) -> np.ndarray:
-    """The z-stack of one FOV as ``(planes, H, W)`` uint16; PhenixError names a bad file."""
-    planes = [read_plane(p) for p in paths]
+def fov_lineage(row: dict) -> dict:
+    """The lineage of a :func:`fov_paths` row (without :data:`FOV_READ_COLUMNS`)."""
+    return {k: v for k, v in row.items() if k not in FOV_READ_COLUMNS}
+
+
+def fov_name(row: dict) -> str:
+    """``plate × timepoint, well W, field F`` of a :func:`fov_paths` row, for messages."""
+    where = " × ".join(str(row[k]) for k in ("plate", "timepoint") if row.get(k) is not None)
+    return f"{where + ', ' if where else ''}well {row.get('well')}, field {row.get('field')}"
+
+
+def read_fov(paths: list[str], shape: list[int] | tuple[int, int] | None = None, where: str = "") -> np.ndarray:
+    """The z-stack of one FOV as ``(planes, H, W)`` uint16.
+
+    ``shape``: ``(H, W)`` the index declares (every plane must have it); ``where`` names the FOV
+    in messages. Raises PhenixError naming the FOV and the bad file, or every file when the FOV
+    has a number of planes not in :data:`FOV_PLANES`, before any pixel is read.
+    """
+    prefix = f"{where}: " if where else ""
+    if len(paths) not in FOV_PLANES:
+        raise PhenixError(f"{prefix}{len(paths)} brightfield planes, the tiles need "
+                          f"{' or '.join(map(str, FOV_PLANES[::-1]))}: {paths}")
+    try:
+        planes = [read_plane(p, None if shape is None else (int(shape[0]), int(shape[1]))) for p in paths]
+    except PhenixError as exc:
+        raise PhenixError(f"{prefix}{exc}") from exc
     shapes = {p.shape for p in planes}
     if len(shapes) != 1:
-        raise PhenixError(f"planes of one FOV differ in size {sorted(shapes)}: {paths}")
+        raise PhenixError(f"{prefix}planes of one FOV differ in size {sorted(shapes)}: {paths}")
     return np.stack(planes)
 
 
@@ -154,14 +194,14 @@ def tile_partition(
         and ``records`` one dict per tile with its grid position and ``qc_reason``.
     """
     for row in fovs.iter_rows(named=True):
-        stack = read_fov(row["paths"])
+        stack = read_fov(row["paths"], row.get("expected_shape"), fov_name(row))
         tiles, records = tile_fov(stack, config)
         yield row, tiles, records
 
 
 def tile_records(row: dict, records: list[dict]) -> list[dict]:
     """Tile table rows of one FOV: lineage + grid position + QC outcome."""
-    lineage = {k: v for k, v in row.items() if k != "paths"}
+    lineage = fov_lineage(row)
     out = []
     for rec in records:
         out.append(
