@@ -33,6 +33,10 @@ def lcd_home_from_env() -> Path:
     return Path(os.environ.get("LCD_HOME", DEFAULT_HOME)).expanduser().resolve()
 
 
+class OutsideHomeError(ValueError):
+    """A run tag or config path that leads outside ``LCD_HOME`` (or the inbox)."""
+
+
 class LcdHome(dg.ConfigurableResource):
     """The platform's folder: inbox, metadata, warehouse, Parquet, models, previews."""
 
@@ -64,6 +68,33 @@ class LcdHome(dg.ConfigurableResource):
 
     def warehouse(self) -> Warehouse:
         return Warehouse(self.root)
+
+    def inside(self, path: Path | str, what: str, base: Path | None = None) -> Path:
+        """``path`` (a relative one taken under ``base``; symlinks kept), once it lies inside ``base``
+        (default ``LCD_HOME``).
+
+        Inside means either the resolved path under the resolved ``base`` (``..`` and symlinks
+        followed), or the path itself under ``base`` with no ``..``: so ``base`` may be a symlink
+        (an inbox on a share), and so may a folder in it (a linked measurement folder).
+
+        Raises
+        ------
+        OutsideHomeError
+            Naming ``what`` (the run tag or config key), the path and ``base``.
+        """
+        base = (base if base is not None else self.root).expanduser().absolute()
+        p = Path(path).expanduser()
+        p = p if p.is_absolute() else base / p
+        plain = ".." not in p.parts and p.is_relative_to(base)
+        if plain or p.resolve().is_relative_to(base.resolve()):
+            return p
+        raise OutsideHomeError(f"{what} = {str(path)!r} lies outside {base} (resolved: {p.resolve()}, "
+                               f"{base.resolve()}): refused, nothing outside LCD_HOME is read or written")
+
+    def model_folder(self, name: str, key: str = "embedding.checkpoint") -> Path:
+        """The folder ``name`` of ``models_dir``, refused (:meth:`inside`) when it leaves ``LCD_HOME``;
+        ``key``: the config key that named it, for the error."""
+        return self.inside(self.models_dir / name, f"config {key}")
 
     def kept_tile_cache(self, plate: str, timepoint: str) -> Path:
         """Stem of the partition's kept-tile cache (:mod:`lcd_core.tiles.cache`): written by

@@ -202,3 +202,19 @@ def test_mad_spherize_equals_pycytominer_spherize_on_the_mad_output(fov):
     expected = ref.transform(pd.DataFrame(X))
     ours = normalize(fov, "mad_spherize").profiles.select(FEATS).to_numpy()
     np.testing.assert_allclose(ours, expected, atol=1e-9)
+
+
+def test_a_plate_whose_dmso_wells_all_failed_qc_is_named_never_nan(fov):
+    """The DMSO wells of one plate have no FOV row (all their tiles failed QC): the timepoint's
+    normalization, through the function the normalized_profiles asset calls, stops naming the plate,
+    its dose and the timepoint; no profile comes out."""
+    from lcd_core.pipeline.downstream import ChainSettings, condition_wells
+
+    df = fov.with_columns(pl.when(pl.col("Metadata_replica") == "R01").then(pl.lit("10uM"))
+                          .otherwise(pl.lit("1uM")).alias("Metadata_dose"))
+    df = df.filter(~((pl.col("Metadata_plate") == "R02-L02") & (pl.col("Metadata_role") == "negative_control")))
+    for method in ("mad", "mad_harmony_fov", "mad_spherize"):
+        with pytest.raises(ValueError, match=r"plate=R02-L02, timepoint=04h, dose=1uM \(0 control wells\).*failed QC"):
+            condition_wells(df, "10uM", ChainSettings(method=method))
+    wells, _ = condition_wells(df, "1uM", ChainSettings(method="none"))  # no DMSO reference: runs, finite
+    assert np.isfinite(wells.select(FEATS).to_numpy()).all()

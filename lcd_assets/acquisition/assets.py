@@ -29,6 +29,7 @@ from lcd_core.cells import CELL_FEATURE_NAMES, N_CELL_FEATURES
 from lcd_core.embedding.aggregate import aggregate_embeddings
 from lcd_core.embedding.vit import describe_checkpoint
 from lcd_core.handcrafted.features import FEATURE_NAMES, N_FEATURES
+from lcd_core.io.warehouse import Warehouse
 from lcd_core.pipeline import acquisition as pipeline
 from lcd_core.pipeline.acquisition import EMBED_DIM, FOV_KEYS, WELL_KEYS
 from lcd_core.tiles import partition as acq
@@ -86,13 +87,23 @@ def _partition_fovs(lcd: LcdHome, tiling: TilingSettings, plate: str,
 )
 def image_index(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.MaterializeResult:
     plate, timepoint = measurement_of(context)
-    hint = context.run.tags.get("lcd/measurement")
-    found = pipeline.index_measurement(lcd.inbox, lcd.screen(), plate, timepoint, Path(hint) if hint else None)
+    hint = _measurement_hint(context, lcd)
+    found = pipeline.index_measurement(lcd.inbox, lcd.screen(), plate, timepoint, hint)
     n = lcd.warehouse().replace_partition("image_index", found.table, _where(plate, timepoint))
     return dg.MaterializeResult(
         metadata=_index_metadata(found, n),
         check_results=[_completeness_check(found.completeness)],
     )
+
+
+MEASUREMENT_TAG = "lcd/measurement"
+
+
+def _measurement_hint(context: dg.AssetExecutionContext, lcd: LcdHome) -> Path | None:
+    """The measurement folder the run's ``lcd/measurement`` tag names (set by the inbox sensor),
+    refused unless it lies in the inbox."""
+    hint = context.run.tags.get(MEASUREMENT_TAG)
+    return lcd.inside(hint, f"run tag {MEASUREMENT_TAG}", lcd.inbox) if hint else None
 
 
 def _index_metadata(found: pipeline.IndexedMeasurement, n_images: int) -> dict:
@@ -162,7 +173,9 @@ MAX_EMPTY_FOV_FRACTION = 0.25
         "the reason (on synthetic screens `qc_vs_truth` scores QC against the planted artifacts). "
         "Table `tiles`: one row per tile (kept or not) with tile → FOV → well → plate → replica "
         "lineage. The kept tiles wait in a per-partition cache (`cache/kept_tiles/`) until "
-        "`kept_tile_pass` reads them; tiling is deterministic, so without it they are re-read from the TIFFs."
+        "`kept_tile_pass` reads them; tiling is deterministic, so without it they are re-read from the TIFFs. "
+        "When a re-run keeps no tile, or another set than the embeddings were computed from, the "
+        "partition's earlier tile / FOV / well embeddings and features are removed (named in the log)."
     ),
 )
 def tiles(
@@ -177,6 +190,11 @@ def tiles(
     except BaseException:
         remove_kept_tiles(cache)
         raise
+    kept_ids = tiled.table.filter(pl.col("kept"))["tile_id"].to_list() if tiled.table.height else []
+    stale = drop_stale_kept_outputs(lcd.warehouse(), plate, timepoint, kept_ids)
+    if stale:
+        context.log.warning(f"partition {plate} × {timepoint}: {len(kept_ids)} tiles kept, the outputs of "
+                            f"the earlier kept set removed ({', '.join(stale)})")
     shape = int(index["size_y"].max()), int(index["size_x"].max())
     qc = pipeline.tile_qc(tiled.table, shape, config, MAX_EMPTY_FOV_FRACTION)
     meta = {
@@ -188,6 +206,7 @@ def tiles(
         "fovs_per_s": round(qc.per_fov.height / max(tiled.seconds, 1e-9), 2),
         "binning": config.binning,
         "tile_size": config.tile_size,
+        "stale_outputs_removed": ", ".join(stale) or "none",
         **_qc_vs_truth(lcd, tiled.table, plate, timepoint),
         **_tile_previews(lcd, tiled, config, plate, timepoint),
     }
@@ -204,6 +223,23 @@ def tiles(
             )
         ],
     )
+
+
+def drop_stale_kept_outputs(wh: Warehouse, plate: str, timepoint: str, kept_ids: list[str]) -> list[str]:
+    """Delete the partition's datasets fed by its kept tiles (:data:`VIEWS`) when no tile is kept
+    any more, or when ``tile_embeddings`` holds another tile set than ``kept_ids``: no FOV or well
+    embedding is then read from tiles QC now rejects. Returns the datasets removed (views refreshed)."""
+    where = _where(plate, timepoint)
+    if kept_ids and wh.has_parquet_partition("tile_embeddings", where):
+        old = pl.scan_parquet(wh.partition_dir("tile_embeddings", where) / "*.parquet", hive_partitioning=False)
+        if set(old.select("tile_id").collect()["tile_id"].to_list()) == set(kept_ids):
+            return []
+    elif kept_ids:
+        return []
+    removed = [name for name in VIEWS if wh.delete_partition(name, where)]
+    if removed:
+        wh.refresh_views(VIEWS)
+    return removed
 
 
 def _qc_vs_truth(lcd: LcdHome, table: pl.DataFrame, plate: str, timepoint: str) -> dict:
@@ -246,7 +282,7 @@ def _model_folder(folder: Path, weights: str = "model.safetensors") -> Path:
 
 
 def _vit(lcd: LcdHome, embedding: EmbeddingSettings) -> pipeline.VitSpec:
-    return pipeline.VitSpec(str(_model_folder(lcd.models_dir / embedding.checkpoint)),
+    return pipeline.VitSpec(str(_model_folder(lcd.model_folder(embedding.checkpoint))),
                             batch_size=embedding.batch_size, dtype=embedding.dtype, device=embedding.device)
 
 
@@ -332,17 +368,16 @@ def kept_tile_pass(
                        features=_FEATURES in selected, raynet=raynet, log=compute.progress(context), cache=cache)
     wh, where = lcd.warehouse(), _where(plate, timepoint)
     if vit is not None:
-        if done.tile_embeddings.height:
-            wh.write_parquet_partition("tile_embeddings", where, done.tile_embeddings)
+        _write_or_clear(lcd, "tile_embeddings", where, done.tile_embeddings)
         yield _embeddings_result(context, vit, embedding.checkpoint, done, kept.height)
     if done.fov_features is not None:
-        _write_per_fov(lcd, "fov_features", where, done.fov_features)
+        _write_or_clear(lcd, "fov_features", where, done.fov_features)
         yield _per_fov_result(context, _FEATURES, FEATURE_NAMES, done.fov_features, kept, done,
                               {"feature_seconds": done.seconds["features"], "pass_seconds": done.seconds["pass"]})
     if done.cell_features is not None:
         seg = done.segmented_cells
         wh.write_parquet_partition("segmented_cells", where, seg)  # empty too
-        _write_per_fov(lcd, "cell_features", where, done.cell_features)
+        _write_or_clear(lcd, "cell_features", where, done.cell_features)
         counts = {"nuclei": seg.height, "cells": seg.select("tile_id", "cell").n_unique() if seg.height else 0}
         yield _per_fov_result(context, _CELLS, CELL_FEATURE_NAMES, done.cell_features, kept, done,
                               {"segmentation_seconds": done.seconds["cells"], "pass_seconds": done.seconds["pass"]},
@@ -351,8 +386,8 @@ def kept_tile_pass(
         remove_kept_tiles(cache)  # the main job's consumers have read it
 
 
-def _write_per_fov(lcd: LcdHome, dataset: str, where: dict[str, str], table: pl.DataFrame) -> None:
-    """Write the FOV rows; with no kept tile, no rows, and none left from an earlier run."""
+def _write_or_clear(lcd: LcdHome, dataset: str, where: dict[str, str], table: pl.DataFrame) -> None:
+    """Write the tile or FOV rows; with no kept tile, no rows, and none left from an earlier run."""
     if table.height:
         lcd.warehouse().write_parquet_partition(dataset, where, table)
     else:
@@ -438,6 +473,11 @@ def _aggregate_asset(name: str, source: str, by: list[str], grain: str, descript
     def _asset(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.MaterializeResult:
         where = _where(*measurement_of(context))
         wh = lcd.warehouse()
+        if (note := _no_kept_tiles(wh, name, source, where)) is not None:
+            context.log.warning(note)
+            return dg.MaterializeResult(
+                metadata={f"{grain}s": 0, "tiles": 0, "compounds": 0, "note": note},
+                check_results=[dg.AssetCheckResult(check_name=f"one_row_per_{grain}", passed=True, description=note)])
         src = wh.read_parquet_partition(source, where)
         agg = aggregate_embeddings(src, by=by)
         wh.write_parquet_partition(name, where, agg)
@@ -460,6 +500,22 @@ def _aggregate_asset(name: str, source: str, by: list[str], grain: str, descript
         )
 
     return _asset
+
+
+def _no_kept_tiles(wh: Warehouse, name: str, source: str, where: dict[str, str]) -> str | None:
+    """When the partition has no ``source`` rows because QC kept none of its tiles: ``name``'s
+    partition removed (none may remain from an earlier kept set) and a note naming the partition;
+    else None (a missing ``source`` then fails naming it)."""
+    if wh.has_parquet_partition(source, where) or "tiles" not in wh.tables():
+        return None
+    n, kept = wh.query("SELECT count(*) AS n, count(*) FILTER (WHERE kept) AS kept FROM tiles "
+                       "WHERE plate = $plate AND timepoint = $timepoint", where).row(0)
+    if not n or kept:
+        return None
+    removed = wh.delete_partition(name, where)
+    wh.refresh_views(VIEWS)
+    return (f"partition {where['plate']} × {where['timepoint']}: no tile kept by QC, so no {name} rows"
+            f"{' (the earlier ones removed)' if removed else ''}")
 
 
 fov_embeddings = _aggregate_asset(

@@ -48,7 +48,7 @@ def attention_maps(context: dg.AssetExecutionContext, config: AttentionConfig, l
     kept = wh.query("SELECT * FROM tiles WHERE kept").with_columns(pl.col("dose").cast(pl.String))
     samples = steps.sample_tiles(wh.query("SELECT * FROM activity"), kept, per_compound=config.per_compound,
                                  seed=config.seed)
-    model, record = load_checkpoint(lcd.models_dir / embedding.checkpoint)
+    model, record = load_checkpoint(lcd.model_folder(embedding.checkpoint))
     tiles = steps.read_tiles(samples, _fovs_of(lcd, tiling))
     panels = steps.attention_panels(model, samples, tiles, input_size_of(record, tiles.shape[-1]))
     folder = lcd.previews_dir / "attention"

@@ -32,7 +32,7 @@ UNTRAINED_SEED = 0
     ),
 )
 def model_checkpoint(context: dg.AssetExecutionContext, lcd: LcdHome, embedding: EmbeddingSettings):
-    target = lcd.models_dir / embedding.checkpoint
+    target = lcd.model_folder(embedding.checkpoint)
     if not (target / "model.safetensors").exists() and not embedding.checkpoint.startswith("untrained-"):
         hint = (f"materialize ssl_checkpoint partition {embedding.checkpoint[4:]!r} (`lcd pretrain`)"
                 if embedding.checkpoint.startswith("ssl-") else "only 'untrained-*' checkpoints are created here")

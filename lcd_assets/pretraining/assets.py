@@ -176,7 +176,7 @@ def ssl_ablation(context: dg.AssetExecutionContext, lcd: LcdHome, embedding: Emb
     truth_path = lcd.truth_dir / "conditions.parquet"
     truth = pl.read_parquet(truth_path) if truth_path.exists() else None
     settings = ChainSettings(n_draws=pretraining.n_draws, seed=pretraining.seed)
-    candidates = [*ablation_steps.vit_candidates(lcd.models_dir / embedding.checkpoint, trained, bank.tiles,
+    candidates = [*ablation_steps.vit_candidates(lcd.model_folder(embedding.checkpoint), trained, bank.tiles,
                                                  seed=pretraining.seed),
                   ablation_steps.handcrafted_candidate(bank.tiles)]
     run = ablation_steps.Ablation()

@@ -54,8 +54,10 @@ Decisions (documented policy)
   ``result.notes`` (an error if none is left).
 * **Minimum controls.** A MAD group (plate × timepoint) needs at least ``min_controls`` (default 5)
   distinct control *wells* (distinct ``Metadata_well`` if present, otherwise rows); fewer raises
-  ``ValueError`` naming every such plate/timepoint and its count. ``harmony`` / ``fastmnn`` /
-  ``none`` do not use controls.
+  ``ValueError`` naming every such plate/timepoint (and its dose, with a ``Metadata_dose``
+  column) and its count: a plate whose DMSO wells all failed QC has no control row and stops the
+  timepoint's normalization, never yielding NaN profiles. ``harmony`` / ``fastmnn`` / ``none`` do
+  not use controls.
 * **Zero / tiny MAD.** The scale of feature f in group g is
   ``max(1.4826·MAD_gf, mad_floor · S_f)`` where ``S_f`` is the pooled scale of f over *all*
   control rows (``1.4826·MAD``, or their standard deviation if that MAD is 0). ``mad_floor``
@@ -233,15 +235,28 @@ def _require_controls(inp: _Input, group_cols: tuple[str, ...], min_controls: in
     low = np.flatnonzero(inp.n_ctrl < min_controls)
     if not low.size:
         return
+    doses = _group_doses(inp)
     named = [
         ", ".join(f"{c[9:] if c.startswith('Metadata_') else c}={inp.keys[c][int(g)]}"
-                  for c in group_cols) + f" ({inp.n_ctrl[g]} control wells)"
+                  for c in group_cols) + (f", dose={doses[g]}" if doses else "") + f" ({inp.n_ctrl[g]} control wells)"
         for g in low
     ]
     raise ValueError(
         f"MAD normalization needs ≥ {min_controls} {control_value} wells per "
-        f"{' × '.join(group_cols)}; too few in: {named}"
+        f"{' × '.join(group_cols)}; too few in: {named} (a well whose tiles all failed QC has no "
+        "profile row; re-image such a plate or leave it out of the timepoint)"
     )
+
+
+def _group_doses(inp: _Input) -> list[str]:
+    """The ``Metadata_dose`` value(s) of each MAD group, joined with ``/``; empty without that column."""
+    if "Metadata_dose" not in inp.df.columns:
+        return []
+    doses = inp.df["Metadata_dose"].cast(pl.String).fill_null("?").to_list()
+    seen: list[set[str]] = [set() for _ in range(inp.keys.height)]
+    for g, d in zip(inp.groups, doses):
+        seen[g].add(d)
+    return ["/".join(sorted(s)) or "?" for s in seen]
 
 
 def _mad_step(inp: _Input, mad_floor: float,
