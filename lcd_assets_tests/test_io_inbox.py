@@ -91,3 +91,32 @@ def test_locate_latest_measurement_wins(screen: Screen, tmp_path: Path) -> None:
     assert locate(tmp_path, screen, "R01-L01", "04h").path.parent.name == "late"  # path: the index folder
     with pytest.raises(FileNotFoundError, match="plate R01-L01 at timepoint 08h"):
         locate(tmp_path, screen, "R01-L01", "08h")
+
+
+def test_two_timepoint_ids_snapping_to_one_timepoint_are_reported_not_launched(screen: Screen, tmp_path: Path) -> None:
+    folder = _measure(tmp_path / "inbox" / "twice", "P1", [3.8, 4.4, 8.0])  # TimepointIDs 0 and 1 are both 04h
+    index = folder / "Images" / "Index.idx.xml"
+    with pytest.raises(PlateMapError) as info:
+        resolve_timepoints(read_index(folder), screen)
+    assert f"{index}: measurement 'twice': TimepointIDs 0, 1 all snap to screen timepoint 04h" in str(info.value)
+    now = datetime.now().timestamp() + 60
+    first = survey(tmp_path / "inbox", screen, now=now)
+    second = survey(tmp_path / "inbox", screen, previous=first.fingerprints, now=now)
+    assert not second.ready and "TimepointIDs 0, 1 all snap to screen timepoint 04h" in second.unregistered["twice"]
+
+
+def test_barcode_found_across_unicode_form_invisible_characters_and_case(tmp_path: Path) -> None:
+    nfc = "PLAQUE-\u00c901"  # É composed
+    registry = pl.DataFrame(
+        {"barcode": [nfc], "replica": ["R01"], "layout": ["L01"], "plate": ["R01-L01"], "dose_um": [10.0],
+         "dose": ["10uM"], "dosed_at": [DOSED]},
+        schema_overrides={"dosed_at": pl.Datetime("us", "UTC")},
+    )
+    screen = Screen(ScreenConfig("mini", "24-well", 4, 6, (4.0, 8.0), "DMSO", 0, 1.0), pl.DataFrame(),
+                    pl.DataFrame(), registry)
+    spellings = ("PLAQUE-E\u030101", "PLAQUE-\u00c9\u200b01", "plaque-\u00e901", "\ufeffＰＬＡＱＵＥ-\u00c901")
+    for spelled in spellings:  # NFD, a zero-width space, lower case, a BOM and full-width letters
+        (mt,) = resolve_timepoints(read_index(_measure(tmp_path / ascii(spelled).strip("'"), spelled, [4.0])), screen)
+        assert (mt.plate, mt.barcode) == ("R01-L01", nfc), ascii(spelled)
+    with pytest.raises(PlateMapError, match="not in the run registry"):
+        screen.plate_for_barcode("PLAQUE-E01")  # a different letter is a different plate

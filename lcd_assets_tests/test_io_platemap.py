@@ -335,3 +335,54 @@ def _bad_tables(folder: Path, tables: dict[str, Any]) -> PlateMapError:
     with pytest.raises(PlateMapError) as info:
         load_screen(_write(folder, tables))
     return info.value
+
+
+# --------------------------------------------------------------------------------------------
+# keys of the run registry: barcodes (Unicode form, invisible characters, case) and doses
+
+
+def test_barcode_lookup_ignores_unicode_form_invisible_characters_and_case(tmp_path: Path) -> None:
+    tables = _tables()
+    tables["registry"][0]["barcode"] = "LCD-\u00c9-01"  # É composed (NFC)
+    screen = load_screen(_write(tmp_path / "meta", tables))
+    for spelled in ("LCD-E\u0301-01", "LCD-\u00c9-\u200b01", "lcd-\u00e9-01", "LCD-R01-L02\u200b", "lcd-r01-l02"):
+        assert screen.plate_for_barcode(spelled)["barcode"] in ("LCD-\u00c9-01", "LCD-R01-L02"), ascii(spelled)
+    assert screen.plate_for_barcode("lcd-e\u0301-01")["plate"] == "R01-L01"
+    validate_barcodes(screen, ["LCD-E\u0301-01", "lcd-r02-l01"])
+    assert screen.barcodes()[0] == "LCD-R01-L02"  # as the registry spells them
+
+
+def test_barcodes_colliding_after_normalisation_are_refused(tmp_path: Path) -> None:
+    def collide(t):
+        t["registry"][0]["barcode"] = "LCD-\u00c9-01"                                            # line 2, NFC
+        t["registry"].append(dict(t["registry"][0], barcode="LCD-E\u0301-01", replica="R03"))   # line 6, NFD
+        t["registry"].append(dict(t["registry"][0], barcode="LCD-R01-L02\u200b", replica="R04"))  # line 7 ~ line 3
+        t["registry"].append(dict(t["registry"][0], barcode="lcd-r02-l01", replica="R05"))       # line 8 ~ line 4
+    err = _bad(tmp_path, collide)
+    msg = str(err)
+    assert "registry.csv: invalid metadata" in msg
+    kind = "barcodes that are one barcode after Unicode NFKC, removing invisible characters and ignoring case"
+    assert f"{kind} (6)" in msg
+    assert ("line 2: barcode='LCD-\u00c9-01' (key 'lcd-\u00e9-01'; "
+            "line 2: 'LCD-\\xc9-01', line 6: 'LCD-E\\u0301-01')") in msg
+    assert "line 7: barcode='LCD-R01-L02\\u200b' (key 'lcd-r01-l02'; line 3: 'LCD-R01-L02', line 7:" in msg
+    assert "key 'lcd-r02-l01'; line 4: 'LCD-R02-L01', line 8: 'lcd-r02-l01'" in msg
+    assert err.lines == [2, 3, 4, 6, 7, 8]
+
+
+@pytest.mark.parametrize(
+    "r02_dose, kind, key",
+    [
+        ("10.0000001", "different doses with the same dose partition key (4)", "key 10uM"),
+        ("10.00001", "doses within 0.1% of each other (one dose typed twice?) (4)", "keys 10uM and 10.00001uM"),
+    ],
+)
+def test_doses_that_round_to_one_key_are_refused(tmp_path: Path, r02_dose: str, kind: str, key: str) -> None:
+    def near(t):
+        for row in t["registry"][2:]:  # R02's plates: a dose the R01 plates (10 µM) already have, mistyped
+            row["dose_um"] = r02_dose
+    err = _bad(tmp_path, near)
+    msg = str(err)
+    assert "registry.csv: invalid metadata" in msg and kind in msg and key in msg
+    assert f"line 4: barcode='LCD-R02-L01', dose_um='{r02_dose}' ({key})" in msg
+    assert err.lines == [2, 3, 4, 5]

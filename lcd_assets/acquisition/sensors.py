@@ -3,6 +3,7 @@
 
 import json
 import os
+from dataclasses import asdict
 
 import dagster as dg
 
@@ -13,7 +14,7 @@ from lcd_assets.partitions import (
     timepoint_partitions,
 )
 from lcd_assets.resources import LcdHome
-from lcd_core.io.inbox import InboxReport, MeasurementTimepoint, survey
+from lcd_core.io.inbox import Delivered, InboxReport, MeasurementTimepoint, Verdict, survey
 from lcd_core.io.tables import PlateMapError
 
 
@@ -46,6 +47,8 @@ def _log_problems(context: dg.SensorEvaluationContext, report: InboxReport,
         ("incomplete", report.incomplete),
         ("unregistered", report.unregistered),
         ("unreadable", report.invalid),
+        ("duplicate", report.duplicate),
+        ("changed", report.changed),
     ):
         for name, reason in items.items():
             now[name] = line = f"{kind} measurement {name}: {reason}"
@@ -80,6 +83,32 @@ def _partition_requests(instance: dg.DagsterInstance, ready: list[MeasurementTim
     ]
 
 
+def _done_of(cursor: dict) -> dict[str, Delivered]:
+    """Launched folders from the cursor (a list of names in cursors written before fingerprints were kept)."""
+    done = cursor.get("done", {})
+    if isinstance(done, list):  # older cursor: adopted on the next look without a report
+        return {name: Delivered("", "", "") for name in done}
+    return {name: Delivered(**d) for name, d in done.items()}
+
+
+def _cursor_of(report: InboxReport, reported: dict[str, str]) -> str:
+    """The next tick's cursor: fingerprints, launched folders, bad folders' verdicts, what was logged."""
+    return json.dumps({
+        "fingerprints": report.fingerprints,
+        "done": {name: asdict(d) for name, d in sorted(report.done.items())},
+        "verdicts": {name: asdict(v) for name, v in sorted(report.verdicts.items())},
+        "reported": reported,
+    })
+
+
+def _skip_reason(report: InboxReport) -> dg.SkipReason:
+    waiting = len(report.incomplete) + len(report.unstable)
+    return dg.SkipReason(
+        f"nothing new ready ({waiting} waiting, {len(report.unregistered)} unregistered, "
+        f"{len(report.invalid)} unreadable, {len(report.duplicate)} duplicate, {len(report.changed)} changed)"
+    )
+
+
 def inbox_sensor_factory(job) -> dg.SensorDefinition:
     """The ``inbox_sensor`` launching ``job`` per ready measurement."""
 
@@ -92,8 +121,10 @@ def inbox_sensor_factory(job) -> dg.SensorDefinition:
             "Watches `$LCD_HOME/inbox`. A measurement is launched once its index is present, every "
             "listed file is on disk and nothing changed since the last tick (nor for "
             "$LCD_INBOX_SETTLE_S, default 10 s); exactly once (run key = measurement id + timepoint). Its plate, "
-            "timepoint and dose partitions are added. Incomplete, unregistered or unreadable "
-            "measurements are reported in the tick log, not launched."
+            "timepoint and dose partitions are added. Incomplete, unregistered, unreadable or duplicate "
+            "measurements (a MeasurementID already delivered by another folder), and launched folders "
+            "whose content changed, are reported once in the tick log, not launched. To retry a failed "
+            "run, re-execute it or launch its partition by hand (README: How to retry a measurement)."
         ),
     )
     def inbox_sensor(context: dg.SensorEvaluationContext, lcd: LcdHome):
@@ -102,24 +133,19 @@ def inbox_sensor_factory(job) -> dg.SensorDefinition:
             screen = lcd.metadata_screen()
         except (PlateMapError, ValueError, OSError) as exc:  # ValueError: a file in another encoding
             return dg.SkipReason(f"metadata in {lcd.metadata_dir} is not usable: {type(exc).__name__}: {exc}")
-        done = set(cursor.get("done", []))
         try:
             report = survey(lcd.inbox, screen, previous=cursor.get("fingerprints"), settle_s=settle_seconds(),
-                            skip=done)
+                            done=_done_of(cursor),
+                            verdicts={name: Verdict(**v) for name, v in cursor.get("verdicts", {}).items()})
         except OSError as exc:
             return dg.SkipReason(f"inbox {lcd.inbox} is not readable: {exc}")
         reported = _log_problems(context, report, cursor.get("reported", {}))
         requests = _run_requests(context.instance, report.ready)
         partition_requests = _partition_requests(context.instance, report.ready)
-        new_cursor = json.dumps({"fingerprints": report.fingerprints, "done": sorted(done | set(report.ready_folders)),
-                                 "reported": reported})
+        new_cursor = _cursor_of(report, reported)
         if not requests and not partition_requests:
             context.update_cursor(new_cursor)
-            waiting = len(report.incomplete) + len(report.unstable)
-            return dg.SkipReason(
-                f"nothing new ready ({waiting} waiting, {len(report.unregistered)} unregistered, "
-                f"{len(report.invalid)} unreadable)"
-            )
+            return _skip_reason(report)
         return dg.SensorResult(
             run_requests=requests, dynamic_partitions_requests=partition_requests, cursor=new_cursor
         )

@@ -25,6 +25,7 @@ import json
 import os
 import re
 import tempfile
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,7 +35,7 @@ import polars as pl
 
 from lcd_core.io.registry import REGISTRY_COLUMNS, normalised_key, validate_registry
 from lcd_core.io.tables import PlateMapError, Problems, RawTable, cap_list, read_table
-from lcd_core.keys import layout_key, parse_dose_key, parse_well, timepoint_key, well_name
+from lcd_core.keys import dose_key, layout_key, parse_dose_key, parse_well, timepoint_key, well_name
 from lcd_core.molecules import InvalidStructure, canonical_smiles, structure_problem
 
 COMPOUND_COLUMNS: tuple[str, ...] = ("compound", "moa", "smiles")
@@ -276,6 +277,80 @@ def _validate_layouts(raw: RawTable, config: ScreenConfig, compounds: pl.DataFra
 
 
 # --------------------------------------------------------------------------------------------
+# keys of the run registry: barcodes and doses
+
+
+def barcode_key(barcode: str) -> str:
+    """The identity of a barcode: what two spellings must share to be the same plate.
+
+    Unicode NFKC (composed accents, full-width letters as ASCII), format characters removed
+    (zero-width space, zero-width joiner, byte-order mark, soft hyphen: category ``Cf``),
+    surrounding white space stripped, case folded. The registry lookup uses it, and two registry
+    rows with the same key are refused (:func:`check_registry_keys`), so an index whose ``PlateID``
+    differs from the registry only in these ways finds its plate and never another one.
+    """
+    text = unicodedata.normalize("NFKC", barcode)
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Cf").strip().casefold()
+
+
+#: two different doses closer than this (relative) are one dose typed twice, not a dilution step
+DOSE_RTOL = 1e-3
+
+
+def _same_key_rows(raw: RawTable, column: str, key: Any) -> dict[Any, list[int]]:
+    """Row indices of ``raw`` by ``key(value of column)`` (rows with an empty or unusable value left out)."""
+    groups: dict[Any, list[int]] = {}
+    for i, rec in enumerate(raw.rows):
+        try:
+            k = key(rec[column]) if rec[column] is not None else None
+        except ValueError:
+            k = None
+        if k is not None:
+            groups.setdefault(k, []).append(i)
+    return groups
+
+
+def _check_barcode_keys(raw: RawTable, probs: Problems) -> None:
+    """Barcodes that differ as text but are one barcode by :func:`barcode_key`."""
+    for key, idx in _same_key_rows(raw, "barcode", barcode_key).items():
+        if len({raw.rows[i]["barcode"] for i in idx}) > 1:
+            spelled = ", ".join(f"{raw.line_word} {raw.lines[i]}: {ascii(raw.rows[i]['barcode'])}" for i in idx)
+            for i in idx:
+                probs.row("barcodes that are one barcode after Unicode NFKC, removing invisible characters and "
+                          "ignoring case", i, ("barcode",), f"key {key!r}; {spelled}")
+
+
+def _check_dose_keys(raw: RawTable, probs: Problems) -> None:
+    """Different doses sharing a partition key, or closer than :data:`DOSE_RTOL` to each other."""
+    by_value = _same_key_rows(raw, "dose_um", float)
+    values = sorted(by_value)  # validated: positive, finite
+    for key, idx in _same_key_rows(raw, "dose_um", lambda t: dose_key(float(t))).items():
+        if len({float(raw.rows[i]["dose_um"]) for i in idx}) > 1:
+            for i in idx:
+                probs.row("different doses with the same dose partition key", i, ("barcode", "dose_um"),
+                          f"key {key}")
+    for low, high in zip(values, values[1:]):
+        if high - low <= DOSE_RTOL * high and dose_key(low) != dose_key(high):
+            for i in by_value[low] + by_value[high]:
+                probs.row(f"doses within {DOSE_RTOL:.1%} of each other (one dose typed twice?)", i,
+                          ("barcode", "dose_um"), f"keys {dose_key(low)} and {dose_key(high)}")
+
+
+def check_registry_keys(raw: RawTable) -> None:
+    """Refuse registry rows whose barcodes or doses collide as partition keys.
+
+    Raises
+    ------
+    PlateMapError
+        Naming ``registry.csv``, the colliding rows (lines) and the key they share.
+    """
+    probs = Problems(raw)
+    _check_barcode_keys(raw, probs)
+    _check_dose_keys(raw, probs)
+    probs.raise_if_any()
+
+
+# --------------------------------------------------------------------------------------------
 # the screen
 
 
@@ -300,7 +375,7 @@ class Screen:
 
     def __post_init__(self) -> None:
         for rec in self.registry.iter_rows(named=True):
-            self._by_barcode[rec["barcode"]] = rec
+            self._by_barcode[barcode_key(rec["barcode"])] = rec
             self._by_plate[rec["plate"]] = rec
 
     def compounds_without_structure(self) -> list[str]:
@@ -311,8 +386,11 @@ class Screen:
         return str(self.source / "registry.csv") if self.source else "the run registry"
 
     def plate_for_barcode(self, barcode: str) -> dict[str, Any]:
-        """Registry row (``barcode, replica, layout, plate, dose_um, dose, dosed_at``) of a barcode."""
-        rec = self._by_barcode.get(barcode)
+        """Registry row (``barcode, replica, layout, plate, dose_um, dose, dosed_at``) of a barcode.
+
+        Looked up by :func:`barcode_key`: the barcode of the row is the registry's spelling.
+        """
+        rec = self._by_barcode.get(barcode_key(barcode))
         if rec is None:
             raise PlateMapError(f"barcode {barcode!r} is not in the run registry {self._registry_name()}",
                                 self.source)
@@ -370,8 +448,8 @@ class Screen:
         return sorted(self._by_plate)
 
     def barcodes(self) -> list[str]:
-        """Barcodes of the registry, sorted."""
-        return sorted(self._by_barcode)
+        """Barcodes of the registry as spelled there, sorted."""
+        return sorted(rec["barcode"] for rec in self._by_barcode.values())
 
     def timepoints(self) -> list[str]:
         """Timepoint keys of the config, in time order."""
@@ -402,14 +480,16 @@ def load_screen(metadata_dir: Path | str) -> Screen:
     config = _load_config(metadata_dir)
     compounds = _validate_compounds(read_table(metadata_dir, "compounds", COMPOUND_COLUMNS), config)
     layouts = _validate_layouts(read_table(metadata_dir, "layouts", LAYOUT_COLUMNS), config, compounds)
-    registry = validate_registry(read_table(metadata_dir, "registry", REGISTRY_COLUMNS), layouts)
+    raw_registry = read_table(metadata_dir, "registry", REGISTRY_COLUMNS)
+    registry = validate_registry(raw_registry, layouts)
+    check_registry_keys(raw_registry)
     return Screen(config=config, compounds=compounds, layouts=layouts, registry=registry, source=metadata_dir)
 
 
 def validate_barcodes(screen: Screen, barcodes: Iterable[str]) -> None:
-    """Raise :class:`PlateMapError` listing every barcode missing from the registry."""
-    known = set(screen.registry["barcode"].to_list())
-    missing = sorted({b for b in barcodes if b not in known})
+    """Raise :class:`PlateMapError` listing every barcode missing from the registry (by :func:`barcode_key`)."""
+    known = {barcode_key(b) for b in screen.registry["barcode"].to_list()}
+    missing = sorted({b for b in barcodes if barcode_key(b) not in known})
     if missing:
         raise PlateMapError(
             f"{len(missing)} barcode(s) are not in the run registry {screen._registry_name()}: "
