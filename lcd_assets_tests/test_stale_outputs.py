@@ -129,3 +129,18 @@ def test_the_tiles_asset_removes_the_outputs_when_qc_now_rejects_every_tile(lcd_
     assert not any(wh.has_parquet_partition(name, where) for name in VIEWS)
     assert any(f"partition {STALE[0]} × {STALE[1]}: 0 tiles kept, the outputs of the earlier kept set removed"
                in m for m in logs)
+
+
+def test_a_tiled_plate_without_well_profiles_is_named(tmp_path):
+    """A plate whose every tile failed QC has no well profile: `condition_profiles` names it
+    instead of letting it drop out of the normalization."""
+    from lcd_assets.profiling.profiles import acquired_plates_without_profiles
+
+    wh = Warehouse(tmp_path / "home")
+    for plate, kept in (("R01-L01", True), ("R01-L02", False)):
+        tiles = _tiles(plate, "04h", ["t0"], kept).with_columns(dose=pl.lit("10uM"))
+        wh.replace_partition("tiles", tiles, {"plate": plate, "timepoint": "04h"})
+    wells = pl.DataFrame({"plate": ["R01-L01"], "well": ["B02"]})
+    assert acquired_plates_without_profiles(wh, "10uM", "04h", wells) == ["R01-L02"]
+    assert acquired_plates_without_profiles(wh, "1uM", "04h", wells) == []  # another dose
+    assert acquired_plates_without_profiles(wh, "10uM", "04h", wells.clear()) == ["R01-L01", "R01-L02"]

@@ -7,6 +7,7 @@ import polars as pl
 from lcd_assets import metadata as md
 from lcd_assets.partitions import condition_partitions, measurement_to_condition, partitioned_check
 from lcd_assets.resources import WAREHOUSE_POOL, LcdHome
+from lcd_core.io.warehouse import Warehouse
 from lcd_core.profiling.profiles import to_cytomining
 
 GROUP = "analysis"
@@ -28,7 +29,16 @@ GROUP = "analysis"
                 "(fails while a registered plate is not ingested)."
             ),
             partitions_def=condition_partitions,
-        )
+        ),
+        partitioned_check(
+            "every_acquired_plate_profiled",
+            asset="condition_profiles",
+            description=(
+                "Every plate tiled at this dose × timepoint has well profiles here (fails, naming the "
+                "plates, when QC kept no tile of any of a plate's wells)."
+            ),
+            partitions_def=condition_partitions,
+        ),
     ],
     description=(
         "Raw (not yet normalized) well profiles of one dose × timepoint, gathered from every plate "
@@ -69,10 +79,33 @@ def condition_profiles(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.Ma
             "plates_table": md.table(per_plate),
         },
         check_results=[
+            _plates_profiled_check(wh, dose, timepoint, wells),
             dg.AssetCheckResult(
                 check_name="every_compound_present",
                 passed=not missing,
                 description=f"{len(missing)} compounds missing: {missing[:10]}" if missing else "all present",
             )
         ],
+    )
+
+
+def acquired_plates_without_profiles(wh: Warehouse, dose: str, timepoint: str, wells: pl.DataFrame) -> list[str]:
+    """Plates with rows in ``tiles`` at ``dose`` × ``timepoint`` but no well among ``wells``: QC kept no
+    tile of theirs, so they would drop out of the normalization and activity silently."""
+    if "tiles" not in wh.tables():
+        return []
+    tiled = wh.query("SELECT DISTINCT plate FROM tiles WHERE dose = $dose AND timepoint = $timepoint",
+                     {"dose": dose, "timepoint": timepoint})["plate"].to_list()
+    profiled = set(wells["plate"].to_list()) if wells.height else set()
+    return sorted(set(tiled) - profiled)
+
+
+def _plates_profiled_check(wh: Warehouse, dose: str, timepoint: str, wells: pl.DataFrame) -> dg.AssetCheckResult:
+    lost = acquired_plates_without_profiles(wh, dose, timepoint, wells)
+    return dg.AssetCheckResult(
+        check_name="every_acquired_plate_profiled",
+        passed=not lost,
+        description=(f"plates {', '.join(lost)} were tiled at dose {dose} × {timepoint} but have no well "
+                     "profile (QC kept none of their tiles): they are left out of the normalization and activity"
+                     if lost else "every tiled plate has well profiles"),
     )
