@@ -145,9 +145,10 @@ def activity(context: dg.AssetExecutionContext, config: ActivityConfig, lcd: Lcd
     t0 = time.perf_counter()
     res = compute.run(context, condition_activity, profiles, config.settings(), keep_draws=True)
     elapsed = time.perf_counter() - t0
-    wh.replace_partition("activity", res.activity, part)
-    wh.replace_partition("activity_null", res.null, part)
+    # the draws first, then both tables in one transaction, the commit point of the partition: a
+    # crash before it leaves the tables as they were (and the run failed), the next run rewrites all
     wh.write_parquet_partition("activity_draws", part, res.draws)
+    wh.replace_partitions({"activity": res.activity, "activity_null": res.null}, part)
     holdout_es = _dmso_holdout_es(profiles, config.settings())
     act = res.activity
     meta: dict = {

@@ -16,15 +16,15 @@ from lcd_assets.resources import WAREHOUSE_POOL, LcdHome
         "Compounds, layouts (well → compound, MoA, SMILES, role) and the run registry (barcode → "
         "replica, layout, dose, dosing time) from `$LCD_HOME/metadata`, validated on load (duplicate "
         "or foreign wells, unknown compounds, too few DMSO wells, one dose per replica) and written "
-        "to the warehouse tables `compounds`, `layouts` and `plates`."
+        "to the warehouse tables `compounds`, `layouts` and `plates` in one transaction."
     ),
 )
 def plate_registry(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.MaterializeResult:
     screen = lcd.metadata_screen()
-    wh = lcd.warehouse()
-    wh.replace_table("compounds", screen.compounds)
-    wh.replace_table("layouts", screen.layouts)
-    wh.replace_table("plates", screen.registry)
+    # one transaction: a failure or a killed run never leaves new compounds beside old layouts
+    lcd.warehouse().replace_tables(
+        {"compounds": screen.compounds, "layouts": screen.layouts, "plates": screen.registry}
+    )
     control = screen.config.control
     per_layout = screen.layouts.group_by("layout").agg(
         pl.len().alias("wells"),

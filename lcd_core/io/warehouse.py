@@ -1,10 +1,13 @@
 """The DuckDB warehouse (``$LCD_HOME/warehouse.duckdb``) and Parquet datasets (``$LCD_HOME/parquet``).
 
 Partitioned tables are rewritten one partition at a time in a single transaction (delete that
-partition's rows, insert the new ones), so re-running never duplicates and a failure leaves the old
-rows. Parquet partitions live at ``parquet/<dataset>/<k>=<v>/.../part-0.parquet`` and are written to
-a temporary file then ``os.replace``-d into place; :meth:`Warehouse.refresh_views` exposes each
-dataset as a DuckDB view with VARCHAR hive columns.
+partition's rows, insert the new ones), so re-running never duplicates and a failure, or a writer
+killed at any point, leaves the old rows; related tables of one asset are written in one transaction
+(:meth:`Warehouse.replace_tables`, :meth:`Warehouse.replace_partitions`). Parquet partitions live at
+``parquet/<dataset>/<k>=<v>/.../part-0.parquet`` and are written to a temporary file then
+``os.replace``-d into place; the temporary names its writer's host and process, and one left by a
+writer that no longer runs is removed by the next write of that partition.
+:meth:`Warehouse.refresh_views` exposes each dataset as a DuckDB view with VARCHAR hive columns.
 
 DuckDB allows one writer *process* per database file: :meth:`Warehouse.connect` retries a lock
 conflict with backoff until a timeout (Dagster serialises writers too; this is the second line).
@@ -26,6 +29,8 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from lcd_core.tiles.cache import _writer, remove_stale_temporaries
 
 DB_FILE = "warehouse.duckdb"
 PARQUET_DIR = "parquet"
@@ -224,40 +229,43 @@ class Warehouse:
         return {name: dtype for name, dtype in rows}
 
     @staticmethod
-    def _incoming_select(con: duckdb.DuckDBPyConnection) -> str:
+    def _incoming_select(con: duckdb.DuckDBPyConnection, incoming: str = _INCOMING) -> str:
         """``SELECT`` of the incoming data with all-null (type NULL) columns typed VARCHAR."""
-        nulls = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {_INCOMING}").fetchall()
+        nulls = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {incoming}").fetchall()
                  if r[1] in ("NULL", '"NULL"')]
         if not nulls:
-            return f"SELECT * FROM {_INCOMING}"
+            return f"SELECT * FROM {incoming}"
         casts = ", ".join(f"CAST({_quote(c)} AS VARCHAR) AS {_quote(c)}" for c in nulls)
-        return f"SELECT * REPLACE ({casts}) FROM {_INCOMING}"
+        return f"SELECT * REPLACE ({casts}) FROM {incoming}"
 
     @staticmethod
-    def _evolve(con: duckdb.DuckDBPyConnection, table: str, existing: dict[str, str]) -> None:
+    def _evolve(con: duckdb.DuckDBPyConnection, table: str, existing: dict[str, str],
+                incoming: str = _INCOMING) -> None:
         """Add columns of the incoming data missing from ``table``; reject incompatible types."""
-        incoming = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {_INCOMING}").fetchall()}
+        types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {incoming}").fetchall()}
         bad = [
             f"{c}: table has {existing[c]}, data has {t}"
-            for c, t in incoming.items()
+            for c, t in types.items()
             if c in existing and not _compatible(existing[c], t)
         ]
         if bad:
             raise ValueError(f"schema mismatch writing table {table!r}: " + "; ".join(bad))
-        for c, t in incoming.items():
+        for c, t in types.items():
             if c not in existing:
                 dtype = "VARCHAR" if t in ("NULL", '"NULL"') else t
                 con.execute(f"ALTER TABLE {_ident(table)} ADD COLUMN {_quote(c)} {dtype}")
 
     @contextmanager
-    def _incoming_transaction(self, df: pl.DataFrame) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection with ``df`` registered as the incoming data, inside one transaction.
+    def _frames_transaction(self, frames: Mapping[str, pl.DataFrame]) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection with each frame registered under its key, inside one transaction.
 
-        Commits when the block ends, rolls back (and re-raises) when it raises; the incoming
-        data is unregistered either way.
+        Commits when the block ends, rolls back (and re-raises) when it raises: a process killed
+        before the ``COMMIT`` leaves none of the block's changes (DuckDB replays only committed
+        transactions from its write-ahead log). The frames are unregistered either way.
         """
         with self.connect() as con:
-            con.register(_INCOMING, df)
+            for name, df in frames.items():
+                con.register(name, df)
             try:
                 con.execute("BEGIN TRANSACTION")
                 try:
@@ -267,13 +275,65 @@ class Warehouse:
                     con.execute("ROLLBACK")
                     raise
             finally:
-                con.unregister(_INCOMING)
+                for name in frames:
+                    con.unregister(name)
+
+    @contextmanager
+    def _incoming_transaction(self, df: pl.DataFrame) -> Iterator[duckdb.DuckDBPyConnection]:
+        """:meth:`_frames_transaction` of ``df`` alone, registered as ``_lcd_incoming``."""
+        with self._frames_transaction({_INCOMING: df}) as con:
+            yield con
+
+    @staticmethod
+    def _incoming_names(tables: Mapping[str, pl.DataFrame]) -> dict[str, str]:
+        """``{table: name its frame is registered under}``, validating the table names."""
+        for table in tables:
+            _ident(table, "table")
+        return {t: f"{_INCOMING}_{i}" for i, t in enumerate(tables)}
+
+    def replace_partitions(self, tables: Mapping[str, pl.DataFrame], partition: Mapping[str, str]) -> dict[str, int]:
+        """Atomically replace one partition of several tables, in ONE transaction.
+
+        Per table, as :meth:`replace_partition`: create it from its frame's schema if missing (adding
+        new columns to an existing one), delete the rows matching ``partition``, insert the frame.
+        A failure at any table (or a killed process) leaves every table as it was.
+
+        Parameters
+        ----------
+        tables : dict of str to polars.DataFrame
+            ``{table: new rows}``; every row must carry the partition values.
+        partition : dict of str to str
+            e.g. ``{"dose": "10uM", "timepoint": "04h"}``.
+
+        Returns
+        -------
+        dict of str to int
+            Rows written per table.
+
+        Raises
+        ------
+        ValueError
+            Naming the table, if a row lacks the partition values or on an incompatible column type.
+        """
+        if not partition:
+            raise ValueError("replace_partitions needs at least one partition column; use replace_tables")
+        names = self._incoming_names(tables)
+        frames = {t: check_partition_columns(df, partition, f"data for {t}") for t, df in tables.items()}
+        where = " AND ".join(f"{_ident(k)} = ?" for k in partition)
+        with self._frames_transaction({names[t]: df for t, df in frames.items()}) as con:
+            for table, incoming in names.items():
+                qt, existing = _ident(table), self._columns(con, table)
+                if existing:
+                    self._evolve(con, table, existing, incoming)
+                else:
+                    con.execute(f"CREATE TABLE {qt} AS {self._incoming_select(con, incoming)} LIMIT 0")
+                con.execute(f"DELETE FROM {qt} WHERE {where}", list(partition.values()))
+                con.execute(f"INSERT INTO {qt} BY NAME SELECT * FROM {incoming}")
+        return {t: df.height for t, df in frames.items()}
 
     def replace_partition(self, table: str, df: pl.DataFrame, partition: Mapping[str, str]) -> int:
-        """Atomically replace one partition of a table with ``df``.
-
-        In one transaction: create the table from ``df``'s schema if missing (adding new columns to
-        an existing one), delete the rows matching ``partition``, insert ``df``. A failure rolls back.
+        """Atomically replace one partition of a table with ``df``: :meth:`replace_partitions` of
+        one table.
 
         Parameters
         ----------
@@ -294,33 +354,35 @@ class Warehouse:
         ValueError
             If a row lacks the partition values, or on an incompatible column type.
         """
-        qt = _ident(table, "table")
+        _ident(table, "table")
         if not partition:
             raise ValueError("replace_partition needs at least one partition column; use replace_table")
-        df = check_partition_columns(df, partition, f"data for {table}")
-        where = " AND ".join(f"{_ident(k)} = ?" for k in partition)
-        with self._incoming_transaction(df) as con:
-            existing = self._columns(con, table)
-            if existing:
-                self._evolve(con, table, existing)
-            else:
-                con.execute(f"CREATE TABLE {qt} AS {self._incoming_select(con)} LIMIT 0")
-            con.execute(f"DELETE FROM {qt} WHERE {where}", list(partition.values()))
-            con.execute(f"INSERT INTO {qt} BY NAME SELECT * FROM {_INCOMING}")
-        return df.height
+        return self.replace_partitions({table: df}, partition)[table]
+
+    def replace_tables(self, tables: Mapping[str, pl.DataFrame]) -> dict[str, int]:
+        """Atomically replace several whole tables (``CREATE OR REPLACE`` each) in ONE transaction:
+        a failure at any of them (or a killed process) leaves every table as it was.
+
+        Returns
+        -------
+        dict of str to int
+            Rows written per table.
+        """
+        names = self._incoming_names(tables)
+        with self._frames_transaction({names[t]: df for t, df in tables.items()}) as con:
+            for table, incoming in names.items():
+                con.execute(f"CREATE OR REPLACE TABLE {_ident(table)} AS {self._incoming_select(con, incoming)}")
+        return {t: df.height for t, df in tables.items()}
 
     def replace_table(self, table: str, df: pl.DataFrame) -> int:
-        """Atomically replace a whole table with ``df`` (``CREATE OR REPLACE`` in a transaction).
+        """Atomically replace a whole table with ``df``: :meth:`replace_tables` of one table.
 
         Returns
         -------
         int
             Rows written.
         """
-        qt = _ident(table, "table")
-        with self._incoming_transaction(df) as con:
-            con.execute(f"CREATE OR REPLACE TABLE {qt} AS {self._incoming_select(con)}")
-        return df.height
+        return self.replace_tables({table: df})[table]
 
     def delete_table_partition(self, table: str, partition: Mapping[str, str]) -> int:
         """Delete one partition's rows of a table (no-op if the table is missing); returns rows deleted."""
@@ -365,6 +427,9 @@ class Warehouse:
         Partition columns missing from ``df`` are added (as String, first); present ones must match.
         The file is written next to its destination and ``os.replace``-d, so readers see the old or
         the new file, never a partial one; other ``*.parquet`` files in that folder are removed.
+        The temporary is named ``.part-0.parquet.<host>.<pid>.<random>.tmp``; those of this host's
+        writers that no longer run (killed mid-write) are removed first
+        (:func:`lcd_core.tiles.cache.remove_stale_temporaries`).
 
         Returns
         -------
@@ -378,7 +443,8 @@ class Warehouse:
         df = check_partition_columns(df, partition, f"data for dataset {dataset}")
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / PART_FILE
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{PART_FILE}.", suffix=".tmp", dir=folder)
+        remove_stale_temporaries(target)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{PART_FILE}.{_writer()}.", suffix=".tmp", dir=folder)
         os.close(fd)
         tmp = Path(tmp_name)
         try:
