@@ -104,17 +104,15 @@ def handcrafted_baseline(context: dg.AssetExecutionContext, config: BaselineConf
     t0 = time.perf_counter()
     results = baseline.run_feature_sets(sets, classes=classes, holdout_compounds=lcd.holdout_compounds())
     main = results[baseline.HANDCRAFTED]
-    wh.replace_table("handcrafted_activity", main.activity)
-    wh.replace_table("handcrafted_profiles", main.profiles)  # every timepoint: MolCLIP's selectable input
-    wh.replace_table("handcrafted_moa_predictions", main.moa.predictions)
-    wh.replace_table("handcrafted_moa_metrics", main.moa.metrics)
-    wh.replace_table("handcrafted_polypharmacology", main.moa.polypharmacology)
+    wh.replace_tables({  # one transaction; handcrafted_profiles (every timepoint): MolCLIP's selectable input
+        "handcrafted_activity": main.activity, "handcrafted_profiles": main.profiles,
+        "handcrafted_moa_predictions": main.moa.predictions, "handcrafted_moa_metrics": main.moa.metrics,
+        "handcrafted_polypharmacology": main.moa.polypharmacology})
     readouts = {**_model_readout(wh, context.log), **{n: baseline.readout(r) for n, r in results.items()}}
     cmp = baseline.compare_readouts(readouts, classes=classes, truth_conditions=_truth(lcd, "conditions"),
                                     truth_compounds=_truth(lcd, "compounds"), threshold=config.threshold)
-    wh.replace_table("polypharmacology_vs_truth", cmp.poly_truth)
-    wh.replace_table("moa_feature_comparison", cmp.scores)
-    wh.replace_table("moa_feature_mcnemar", cmp.tests)  # empty with one feature set: never a stale test
+    wh.replace_tables({"polypharmacology_vs_truth": cmp.poly_truth, "moa_feature_comparison": cmp.scores,
+                       "moa_feature_mcnemar": cmp.tests})  # mcnemar empty with one feature set: never stale
     return dg.MaterializeResult(metadata={"seconds": round(time.perf_counter() - t0, 1),
                                           **_metadata(lcd, main, cmp)})
 

@@ -89,8 +89,7 @@ def moa_predictions(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.Mater
     per_condition = moa.explain_away_readings(per_condition, profiles, activity, classes=classes, high_doses=high,
                                               holdout_compounds=lcd.holdout_compounds())
     poly = moa.polypharmacology(per_condition, high_doses=high, classes=classes)
-    wh.replace_table("moa_predictions", predictions)
-    wh.replace_table("moa_polypharmacology", poly)
+    wh.replace_tables({"moa_predictions": predictions, "moa_polypharmacology": poly})  # one transaction
     flagged = poly.filter(pl.col("stable_top2") | pl.col("stable_residual")).select(
         ["compound", "stable_pair", "stable_residual_pair"]).unique().sort("compound")
     final = predictions.filter(
@@ -126,8 +125,7 @@ def moa_metrics(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.Materiali
     classes = lcd.moa_classes()
     scores = moa.metrics(predictions, classes=classes)
     conf = moa.confusion(predictions, classes=classes)
-    wh.replace_table("moa_metrics", scores)
-    wh.replace_table("moa_confusion", conf)
+    wh.replace_tables({"moa_metrics": scores, "moa_confusion": conf})
     meta: dict = {"metrics": md.table(scores, 40)}
     previews = lcd.previews_dir / "moa"
     meta["metric_curves"] = md.image(metric_curves(scores), "F1 / accuracy / top-3 vs doses added",

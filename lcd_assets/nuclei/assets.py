@@ -125,8 +125,7 @@ def cell_count_activity(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.M
     fovs = readouts.qc_kept_fovs(wh.query("SELECT * FROM fov_nuclei"),
                                  wh.query("SELECT plate, timepoint, well, field FROM tiles WHERE kept"))
     out = readouts.cell_readouts(fovs)
-    wh.replace_table("cell_count_activity", out.count_activity)
-    wh.replace_table("nuclei_inhibition", out.inhibition)
+    wh.replace_tables({"cell_count_activity": out.count_activity, "nuclei_inhibition": out.inhibition})
     act = out.count_activity
     return dg.MaterializeResult(metadata={
         "fovs": fovs.height, "conditions": act.height, "active": int(act["active"].sum()),

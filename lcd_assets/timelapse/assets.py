@@ -38,10 +38,8 @@ def trajectories(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.Material
     truth_path = lcd.truth_dir / "conditions.parquet"
     out = compute_trajectories(profiles, features, wh.query("SELECT * FROM activity"),
                                truth=pl.read_parquet(truth_path) if truth_path.exists() else None)
-    wh.replace_table("trajectories", out.table)
-    wh.replace_table("trajectory_onsets", out.onsets)
-    wh.replace_table("trajectory_onset_agreement", out.agreement)
-    wh.replace_table("trajectory_onset_confusion", out.confusion)
+    wh.replace_tables({"trajectories": out.table, "trajectory_onsets": out.onsets,  # one transaction
+                       "trajectory_onset_agreement": out.agreement, "trajectory_onset_confusion": out.confusion})
     overall = out.agreement.filter(pl.col("dose") == "all") if out.agreement.height else out.agreement
     figures = lcd.previews_dir / "timelapse"
     return dg.MaterializeResult(

@@ -83,8 +83,8 @@ def molclip_metrics(context: dg.AssetExecutionContext, lcd: LcdHome, molclip: Mo
     result = evaluate(videos, steps.screen_compounds(compounds), molclip.config(), n_folds=molclip.n_folds,
                       seeds=tuple(molclip.seeds), workers=molclip.n_workers())
     wh = lcd.warehouse()
-    wh.replace_table("molclip_metrics", result.summary.with_columns(pl.lit(molclip.features).alias("features")))
-    wh.replace_table("molclip_folds", result.per_fold)
+    wh.replace_tables({"molclip_metrics": result.summary.with_columns(pl.lit(molclip.features).alias("features")),
+                       "molclip_folds": result.per_fold})  # one transaction
     return dg.MaterializeResult(metadata={
         "seconds": round(time.perf_counter() - t0, 1), "folds": molclip.n_folds, "seeds": str(molclip.seeds),
         "workers": molclip.n_workers(),
@@ -104,9 +104,8 @@ def molecule_retrieval(context: dg.AssetExecutionContext, lcd: LcdHome, molclip:
     videos, compounds = _inputs(lcd, molclip)
     out = zero_shot(load_molclip(lcd.models_dir / MOLCLIP_MODEL), videos, steps.screen_compounds(compounds))
     wh = lcd.warehouse()
-    wh.replace_table("molecule_retrieval", out.per_compound)
-    wh.replace_table("molecule_retrieval_hits", out.hit_rates.with_columns(
-        **{f"moa_{k}": pl.lit(v) for k, v in out.moa_accuracy.items()}))
+    wh.replace_tables({"molecule_retrieval": out.per_compound, "molecule_retrieval_hits": out.hit_rates.with_columns(
+        **{f"moa_{k}": pl.lit(v) for k, v in out.moa_accuracy.items()})})  # one transaction
     figure = retrieval_curves({"MolCLIP": out.per_compound["rank"].to_list()}, out.n_molecules)
     return dg.MaterializeResult(metadata={
         "queries": out.per_compound.height, "molecules": out.n_molecules, "skipped": str(out.skipped),
