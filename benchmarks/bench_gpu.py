@@ -16,7 +16,7 @@ d. a demo-scale pre-training: the preset's screen generated and acquired through
 
 ``--tiny`` runs every part small on whatever device there is (a 1024² GEMM, 32 tiles, two steps
 of a shrunk recipe, one timepoint and one field per well of the ``small`` preset, two-step
-variants), so the tests check that the script runs end to end without a GPU.
+variants, acquired in one process), so the tests check that the script runs end to end without a GPU.
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     base = args.base or Path(tempfile.mkdtemp(prefix="lcd-gpu-check-"))
     workers = args.workers or max(1, (os.cpu_count() or 2) // 2)
     lines = demo_pretraining(base, "small" if tiny else args.preset, 1 if tiny else args.timepoints,
-                             2 if tiny else args.steps, 2 if tiny else workers, "local" if tiny or not cuda else "gpu",
+                             2 if tiny else args.steps, 1 if tiny else workers, "local" if tiny or not cuda else "gpu",
                              fields=1 if tiny else 0)
     print("   ablation table:")
     for line in lines:

@@ -132,6 +132,12 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
             ),
         ],
         resources=resources if resources is not None else resources_for_env(),
+        # Every run's steps in the run's own process, as `lcd demo` and the tests run them: Dagster's
+        # default multiprocess executor starts a Python process per step, each importing torch,
+        # timm and the platform again (about 15 s here), which took 100 of an acquisition run's
+        # 116 s in the live inbox experiment (benchmarks/exp_live_inbox.py). Runs still go side by
+        # side (the run queue), retries and pools work the same.
+        executor=dg.in_process_executor,
     )
 
 

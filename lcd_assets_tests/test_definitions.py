@@ -77,3 +77,11 @@ def test_one_code_location_name_everywhere(tmp_path, monkeypatch):
     assert checked_in["load_from"][0]["python_module"]["location_name"] == LOCATION_NAME
     tool = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["dagster"]
     assert tool["code_location_name"] == LOCATION_NAME and tool["module_name"] == "lcd_assets.definitions"
+
+
+def test_runs_execute_their_steps_in_the_run_process():
+    """A process per step (Dagster's default) re-imports the platform for every step: the UI's and
+    the sensors' runs execute in process, like `lcd demo`'s."""
+    for name in ("acquisition", "analysis", "setup"):
+        assert defs.resolve_job_def(name).executor_def is dg.in_process_executor, name
+    assert build_definitions().resolve_implicit_global_asset_job_def().executor_def is dg.in_process_executor
