@@ -30,7 +30,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lcd_core.tiles.cache import _writer, remove_stale_temporaries
+from lcd_core.tiles.cache import remove_stale_temporaries, writer_tag
 
 DB_FILE = "warehouse.duckdb"
 PARQUET_DIR = "parquet"
@@ -444,7 +444,7 @@ class Warehouse:
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / PART_FILE
         remove_stale_temporaries(target)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{PART_FILE}.{_writer()}.", suffix=".tmp", dir=folder)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{PART_FILE}.{writer_tag()}.", suffix=".tmp", dir=folder)
         os.close(fd)
         tmp = Path(tmp_name)
         try:

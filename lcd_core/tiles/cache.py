@@ -43,7 +43,7 @@ class KeptTileWriter:
         self.stem, self.config = Path(stem), config
         self.stem.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(self.stem)
-        self._tmp = self.stem.with_name(f".{self.stem.name}.{_writer()}.bin.tmp")
+        self._tmp = self.stem.with_name(f".{self.stem.name}.{writer_tag()}.bin.tmp")
         self._file = open(self._tmp, "wb")
         self._ids: list[str] = []
         self._shape: tuple[int, ...] | None = None
@@ -66,7 +66,7 @@ class KeptTileWriter:
         remove_kept_tiles(self.stem)
         os.replace(self._tmp, _file(self.stem, ".bin"))
         meta = {"shape": self._shape, "dtype": self._dtype, "config": _config_key(self.config), "tile_ids": self._ids}
-        tmp = self.stem.with_name(f".{self.stem.name}.{_writer()}.json.tmp")
+        tmp = self.stem.with_name(f".{self.stem.name}.{writer_tag()}.json.tmp")
         tmp.write_text(json.dumps(meta))
         os.replace(tmp, _file(self.stem, ".json"))
 
@@ -75,7 +75,7 @@ class KeptTileWriter:
         self._tmp.unlink(missing_ok=True)
 
 
-def _writer() -> str:
+def writer_tag() -> str:
     """``<host>.<pid>``: who writes a temporary file."""
     return f"{socket.gethostname()}.{os.getpid()}"
 
