@@ -8,6 +8,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,8 +181,10 @@ def run_demo(
     ``checkpoint`` names the model folder that embeds the tiles (default: the untrained ViT;
     ``ssl-<variant>`` after ``lcd pretrain``). ``overrides``: screen design knobs
     (:class:`lcd_core.synth.design.ScreenSpec` fields, e.g. ``{"n_polypharmacology": 3}``).
-    ``workers``: processes that run the measurement and condition partitions side by side (each
-    with one torch thread; most of a partition's steps are single-threaded), 1 = in this process.
+    ``workers``: processes, kept for the whole demo, that run the measurement and condition
+    partitions and then the screen summary and the time-lapse side by side (each with one torch
+    thread; most steps are single-threaded), a run starting as soon as what it reads is written
+    (:func:`demo_tasks`); 1 = in this process, one run after the other.
     ``result``: filled in as the demo goes (its ``stage`` names the stage running now).
     """
     home = home.expanduser().resolve()
@@ -199,21 +202,42 @@ def run_demo(
     with _timed(result, "setup"):
         log("setup: plate maps, ViT checkpoint (nothing is trained)")
         run("setup")
-    acquisitions = acquisition_tasks(measurements)
-    analyses = [("analysis", condition_key(d, t), None) for d, t in sorted({(m.dose, m.timepoint) for m in measurements})]
-    with _timed(result, "acquisition"):
-        _run_partitions(home, checkpoint, acquisitions, workers, result, log, instance)
-    with _timed(result, "analysis"):
-        _run_partitions(home, checkpoint, analyses, workers, result, log, instance)
-    with _timed(result, "summary"):
-        log("screen summary: activity sensitivity, normalization comparison, MoA, handcrafted baseline")
-        run("screen_summary")
-    with _timed(result, "timelapse"):
-        log("time-lapse: trajectories, MolCLIP, molecule retrieval")
-        run("timelapse")
+    log("acquisition, analysis, then the screen summary (activity sensitivity, normalization comparison, MoA, "
+        "handcrafted baseline) beside the time-lapse (trajectories, MolCLIP, molecule retrieval)")
+    _run_tasks(home, checkpoint, demo_tasks(measurements), workers, result, log, instance)
     result.science = science_summary(home)
     result.counts = _counts(Warehouse(home), DEMO_TABLES)
     return result
+
+
+@dataclass(frozen=True)
+class Task:
+    """One run of the demo: ``job`` on ``key`` (None: unpartitioned) with ``tags``, after the tasks
+    named in ``after``; ``stage`` is the stage it is timed in."""
+
+    name: str
+    stage: str
+    job: str
+    key: object = None
+    tags: Mapping[str, str] | None = None
+    after: frozenset[str] = frozenset()
+
+
+def demo_tasks(measurements: list[MeasurementTimepoint]) -> list[Task]:
+    """Every run of the demo after ``setup``, with what each waits for: the acquisition of each
+    measurement (by timepoint and plate), the analysis of each dose × timepoint after the
+    acquisitions of its timepoint (the plate → dose mapping reads every plate of it), then the
+    screen summary and the time-lapse side by side, each after every analysis."""
+    acquisitions = [Task(f"a{i}", "acquisition", job, key, tags) for i, (job, key, tags) in
+                    enumerate(acquisition_tasks(measurements))]
+    by_tp: dict[str, set[str]] = {}
+    for m, t in zip(sorted(measurements, key=lambda m: (m.timepoint, m.plate)), acquisitions):
+        by_tp.setdefault(m.timepoint, set()).add(t.name)
+    analyses = [Task(f"c{d}|{t}", "analysis", "analysis", condition_key(d, t), None, frozenset(by_tp[t]))
+                for d, t in sorted({(m.dose, m.timepoint) for m in measurements})]
+    done = frozenset(a.name for a in analyses)
+    return [*acquisitions, *analyses, Task("summary", "summary", "screen_summary", after=done),
+            Task("timelapse", "timelapse", "timelapse", after=done)]
 
 
 def acquisition_tasks(measurements: list[MeasurementTimepoint]) -> list[tuple]:
@@ -237,31 +261,90 @@ def acquire(home: Path, workers: int = 2, timepoints: int = 0, log: Callable[[st
         _sync_instance(instance, home, measurements)
         _run_job(build_definitions(_resources(home)), instance, result, log, "setup")
         with _timed(result, "acquisition"):
-            _run_partitions(home, None, acquisition_tasks(measurements), workers, result, lambda s: None, instance)
+            _run_tasks(home, None, demo_tasks(measurements)[: len(measurements)], workers, result, lambda s: None,
+                       instance)
     return result
 
 
-def _run_partitions(home: Path, checkpoint: str | None, tasks: list[tuple], workers: int, result: DemoResult,
-                    log: Callable[[str], None], instance: dg.DagsterInstance) -> None:
-    """Run ``(job, partition key, tags)`` tasks: here when ``workers`` is 1, else dealt round-robin
-    to ``workers`` spawned processes on the same instance and warehouse (its lock serialises writes)."""
+def _run_tasks(home: Path, checkpoint: str | None, tasks: list[Task], workers: int, result: DemoResult,
+               log: Callable[[str], None], instance: dg.DagsterInstance) -> None:
+    """Run ``tasks``, each once what it waits for has ended (failed or not) and a worker is free,
+    in list order: here when ``workers`` is 1, else in ``workers`` spawned processes kept for all
+    of them (each loads the code location once), on the same instance and warehouse (its lock
+    serialises the writes). No core waits at a stage's end while another stage's task is ready.
+
+    ``result.seconds``: per stage, from the end of the stage before (or the start) to the end of
+    its last task; the summary and the time-lapse, side by side, are one stage ``summary + time-lapse``
+    with each run's own seconds beside it."""
+    stages = list(dict.fromkeys(_stage_of(t) for t in tasks))
+    left = {s: sum(_stage_of(t) == s for t in tasks) for s in stages}
+    ends: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    def finished(task: Task, seconds: float, failed: list[str]) -> None:
+        result.runs[task.job] = result.runs.get(task.job, 0) + 1
+        result.failed += failed
+        for f in failed:
+            log(f"  FAILED: {f}")
+        if task.key is None:
+            result.seconds[f"{task.job} run"] = seconds
+        stage = _stage_of(task)
+        left[stage] -= 1
+        if not left[stage]:
+            ends[stage] = time.perf_counter()
+            before = max([t0, *(ends[s] for s in stages[: stages.index(stage)] if s in ends)])
+            result.seconds[stage] = ends[stage] - before
+        result.stage = next((s for s in stages if left[s]), "")
+
+    result.stage = stages[0] if stages else ""
     if workers <= 1 or len(tasks) < 2:
         defs = build_definitions(_resources(home, checkpoint))
-        for i, (job, key, tags) in enumerate(tasks, 1):
-            log(f"[{i}/{len(tasks)}] {job} {key}")
-            _run_job(defs, instance, result, log, job, key, tags)
+        for i, task in enumerate(tasks, 1):
+            log(f"[{i}/{len(tasks)}] {task.job} {task.key or ''}")
+            part = DemoResult()
+            finished(task, _run_job(defs, instance, part, lambda s: None, task.job, task.key, task.tags), part.failed)
         return
+    with _pool_limit(instance, WAREHOUSE_POOL, workers), _worker_pool(home, checkpoint, workers) as pool:
+        _schedule(lambda t: pool.submit(_worker_run, t.job, t.key, t.tags), tasks, workers, finished, log)
+
+
+def _stage_of(task: Task) -> str:
+    return "summary + time-lapse" if task.stage in ("summary", "timelapse") else task.stage
+
+
+def _schedule(submit: Callable[[Task], Future], tasks: list[Task], workers: int,
+              finished: Callable[[Task, float, list[str]], None], log: Callable[[str], None]) -> None:
+    """Keep ``workers`` tasks running (``submit`` starts one; its future gives ``(seconds, failed
+    runs)``): the first waiting task whose ``after`` have all ended, failed or not."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    waiting, ended, running = list(tasks), set(), {}
+    n = len(tasks)
+    while waiting or running:
+        while len(running) < workers:
+            ready = next((t for t in waiting if t.after <= ended), None)
+            if ready is None:
+                break
+            waiting.remove(ready)
+            log(f"[{n - len(waiting)}/{n}] {ready.job} {ready.key or ''}")
+            running[submit(ready)] = ready
+        if not running:
+            raise RuntimeError(f"tasks wait for tasks that are not in the plan: {[t.name for t in waiting]}")
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for fut in done:
+            task = running.pop(fut)
+            ended.add(task.name)
+            finished(task, *fut.result())
+
+
+@contextmanager
+def _worker_pool(home: Path, checkpoint: str | None, workers: int):
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    chunks = [list(enumerate(tasks, 1))[w::workers] for w in range(workers)]
-    with _pool_limit(instance, WAREHOUSE_POOL, workers), \
-            ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        parts = list(pool.map(_worker, [(str(home), checkpoint, c, len(tasks)) for c in chunks]))
-    for runs, failed in parts:
-        for job, n in runs.items():
-            result.runs[job] = result.runs.get(job, 0) + n
-        result.failed += failed
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                             initargs=(str(home), checkpoint)) as pool:
+        yield pool
 
 
 @contextmanager
@@ -276,20 +359,24 @@ def _pool_limit(instance: dg.DagsterInstance, pool: str, limit: int) -> Iterator
         storage.delete_concurrency_limit(pool)
 
 
-def _worker(args: tuple) -> tuple[dict[str, int], list[str]]:
-    """One demo worker process: its share of the partitions, one torch thread."""
-    home, checkpoint, chunk, total = args
+_WORKER: dict = {}
+
+
+def _worker_init(home: str, checkpoint: str | None) -> None:
+    """A demo worker process: one torch thread, the instance and the code location loaded once."""
     import torch
 
     torch.set_num_threads(1)
     prepare_instance(Path(home))
+    _WORKER["instance"] = dg.DagsterInstance.get()
+    _WORKER["defs"] = build_definitions(_resources(Path(home), checkpoint))
+
+
+def _worker_run(job: str, key, tags) -> tuple[float, list[str]]:
+    """One run in a worker: its seconds and, if it failed, ``job[key] (run id)``."""
     part = DemoResult()
-    with dg.DagsterInstance.get() as instance:
-        defs = build_definitions(_resources(Path(home), checkpoint))
-        for i, (job, key, tags) in chunk:
-            print(f"[{i}/{total}] {job} {key}", flush=True)
-            _run_job(defs, instance, part, print, job, key, tags)
-    return part.runs, part.failed
+    seconds = _run_job(_WORKER["defs"], _WORKER["instance"], part, lambda s: None, job, key, tags)
+    return seconds, part.failed
 
 
 #: the tables whose row counts a demo reports
