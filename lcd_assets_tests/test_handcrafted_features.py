@@ -96,3 +96,22 @@ def test_coherence_sees_texture_that_runs_one_way():
     for name in ("hc_coherence_s2", "hc_coherence_s4"):
         assert _f(stripes, name) > 0.8 and _f(noise, name) < 0.3, name
     assert _f(stripes, "hc_glcm_contrast_anisotropy_d4") > 3 * _f(noise, "hc_glcm_contrast_anisotropy_d4")
+
+
+@pytest.mark.parametrize("kind", ["uniform noise", "grey tile", "three levels (ties)", "flat", "tiny"])
+def test_lbp_equals_scikit_image_pixel_for_pixel(kind):
+    """The array version of the uniform LBP (P = 8, R = 2) gives scikit-image's codes exactly:
+    the diagonal neighbours are interpolated with the same float64 arithmetic, ties included."""
+    from skimage.feature import local_binary_pattern
+
+    from lcd_core.handcrafted.features import lbp_uniform
+
+    rng = np.random.default_rng(3)
+    image = {"uniform noise": lambda: rng.integers(0, 256, (T, T)),
+             "grey tile": lambda: np.clip(_disks(_background(), _grid(9), 8, 0.2)[1] * 255, 0, 255),
+             "three levels (ties)": lambda: rng.integers(0, 3, (T, T)) * 100,
+             "flat": lambda: np.full((T, T), 7),
+             "tiny": lambda: rng.integers(0, 256, (5, 7))}[kind]().astype(np.uint8)
+    ours = lbp_uniform(image, 8, 2)
+    np.testing.assert_array_equal(ours, local_binary_pattern(image, 8, 2, "uniform").astype(np.int64))
+    assert ours.min() >= 0 and ours.max() <= 9

@@ -36,7 +36,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["FEATURE_NAMES", "N_FEATURES", "tile_features", "tiles_features"]
+__all__ = ["FEATURE_NAMES", "N_FEATURES", "lbp_uniform", "tile_features", "tiles_features"]
 
 _PLANE_FEATURES = ("mean", "std", "p01", "p05", "p50", "p95", "p99", "skew", "kurtosis",
                    "dog_1_2", "dog_2_4", "dog_4_8", "dog_8_16", "grad_mean", "grad_std", "lap_var")
@@ -89,10 +89,10 @@ def _plane_features(x: np.ndarray) -> tuple[list[float], np.ndarray]:
 
 
 def _texture_features(z: np.ndarray) -> list[float]:
-    from skimage.feature import graycomatrix, graycoprops, local_binary_pattern
+    from skimage.feature import graycomatrix, graycoprops
 
     img8 = np.clip(z * 40 + 128, 0, 255).astype(np.uint8)
-    lbp = local_binary_pattern(img8, 8, 2, "uniform").astype(np.int64)
+    lbp = lbp_uniform(img8, 8, 2)
     hist = np.bincount(lbp.ravel(), minlength=10)[:_LBP_BINS] / lbp.size
     q = np.clip((z + 3) / 6 * 31, 0, 31).astype(np.uint8)
     glcm = graycomatrix(q, list(_GLCM_DISTANCES), [0, np.pi / 4, np.pi / 2, 3 * np.pi / 4], 32,
@@ -102,20 +102,65 @@ def _texture_features(z: np.ndarray) -> list[float]:
         out += list(graycoprops(glcm, prop).mean(axis=1))
     contrast = graycoprops(glcm, "contrast")  # (distances, angles)
     out += list(contrast.max(axis=1) / (contrast.min(axis=1) + 1e-6))
-    out += [_coherence(z, s) for s in _COHERENCE_SIGMAS]
+    out += _coherences(z, _COHERENCE_SIGMAS)
     return [float(v) for v in out]
 
 
-def _coherence(z: np.ndarray, sigma: float) -> float:
-    """Mean structure-tensor coherence ((λ1 − λ2) / (λ1 + λ2))² at integration scale ``sigma``,
-    weighted by the local gradient energy: 0 for isotropic texture, → 1 where the texture runs
-    one way (elongated, aligned cells)."""
-    from skimage.feature import structure_tensor
+def lbp_uniform(image: np.ndarray, points: int = 8, radius: float = 2.0) -> np.ndarray:
+    """``skimage.feature.local_binary_pattern(image, points, radius, "uniform")`` as whole-image
+    array operations: the same bilinear interpolation in float64 (zero outside), the same
+    ``neighbour − centre ≥ 0`` bits and the same count of 0/1 changes along the ring (not
+    closed), so equal pixel for pixel; int64 codes 0 … ``points + 1``."""
+    img = np.ascontiguousarray(image, dtype=np.float64)
+    rows, cols = img.shape
+    k = np.arange(points, dtype=np.float64)
+    rp, cp = np.round(-radius * np.sin(2 * np.pi * k / points), 5), np.round(radius * np.cos(2 * np.pi * k / points), 5)
+    pad = int(np.ceil(radius)) + 1
+    padded = np.pad(img, pad)
+    r, c = np.arange(rows, dtype=np.float64)[:, None], np.arange(cols, dtype=np.float64)[None, :]
+    ones, changes, prev = np.zeros(img.shape, np.int64), np.zeros(img.shape, np.int64), None
+    for i in range(points):
+        rr, cc = r + rp[i], c + cp[i]
+        dr, dc = rr - np.floor(rr), cc - np.floor(cc)
+        r0, r1 = _shift(np.floor(rr) - r), _shift(np.ceil(rr) - r)
+        c0, c1 = _shift(np.floor(cc) - c), _shift(np.ceil(cc) - c)
 
-    arr, arc, acc = structure_tensor(z, sigma=sigma, order="rc")
-    tr = arr + acc
-    coh = ((arr - acc) ** 2 + 4 * arc**2) / (tr**2 + 1e-12)
-    return float((coh * tr).sum() / (tr.sum() + 1e-12))
+        def win(a: int, b: int) -> np.ndarray:
+            return padded[pad + a: pad + a + rows, pad + b: pad + b + cols]
+
+        top = (1 - dc) * win(r0, c0) + dc * win(r0, c1)
+        bottom = (1 - dc) * win(r1, c0) + dc * win(r1, c1)
+        bit = ((1 - dr) * top + dr * bottom) - img >= 0
+        ones += bit
+        if prev is not None:
+            changes += bit != prev
+        prev = bit
+    return np.where(changes <= 2, ones, points + 1)
+
+
+def _shift(offsets: np.ndarray) -> int:
+    """The one integer offset of a ring neighbour's interpolation corner from every pixel."""
+    values = np.unique(offsets)
+    if len(values) != 1:
+        raise ValueError(f"LBP ring offsets differ across the image: {values}")
+    return int(values[0])
+
+
+def _coherences(z: np.ndarray, sigmas: tuple[float, ...]) -> list[float]:
+    """Mean structure-tensor coherence ((λ1 − λ2) / (λ1 + λ2))² at each integration scale in
+    ``sigmas``, weighted by the local gradient energy: 0 for isotropic texture, → 1 where the
+    texture runs one way (elongated, aligned cells). The tensor of
+    ``skimage.feature.structure_tensor(z, sigma, order="rc")`` (Sobel derivatives, zero outside),
+    the derivatives computed once for every scale."""
+    d0, d1 = ndi.sobel(z, 0, mode="constant"), ndi.sobel(z, 1, mode="constant")
+    products = (d0 * d0, d0 * d1, d1 * d1)
+    out = []
+    for sigma in sigmas:
+        arr, arc, acc = (ndi.gaussian_filter(p, sigma, mode="constant") for p in products)
+        tr = arr + acc
+        coh = ((arr - acc) ** 2 + 4 * arc**2) / (tr**2 + 1e-12)
+        out.append(float((coh * tr).sum() / (tr.sum() + 1e-12)))
+    return out
 
 
 def _object_features(z: np.ndarray) -> list[float]:
