@@ -365,8 +365,10 @@ _WORKER: dict = {}
 def _worker_init(home: str, checkpoint: str | None) -> None:
     """A demo worker process: one torch thread, the instance and the code location loaded once."""
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(1)
+    threadpool_limits(1)
     prepare_instance(Path(home))
     _WORKER["instance"] = dg.DagsterInstance.get()
     _WORKER["defs"] = build_definitions(_resources(Path(home), checkpoint))

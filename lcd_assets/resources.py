@@ -115,9 +115,18 @@ class LcdHome(dg.ConfigurableResource):
         FileNotFoundError
             Naming ``plate_registry`` when its tables are missing.
         """
-        db, config = self.warehouse().db_path, self.metadata_dir / "screen.json"
-        stamp = tuple(p.stat().st_mtime_ns if p.exists() else None for p in (db, config))
-        return _registry_screen(str(self.root), stamp)
+        config, version = self.metadata_dir / "screen.json", self.registry_version
+        # the version file plate_registry rewrites with its tables; without it, every warehouse write
+        # (the database file's mtime) reads the tables again
+        source = version if version.exists() else self.warehouse().db_path
+        stamp = tuple((p.stat().st_mtime_ns, p.stat().st_size) if p.exists() else None for p in (source, config))
+        return _registry_screen(str(self.root), stamp, version.read_text() if version.exists() else "")
+
+    @property
+    def registry_version(self) -> Path:
+        """The file ``plate_registry`` rewrites (a new random token) after each write of its
+        tables: the key of :meth:`screen`'s cache."""
+        return self.root / "registry.version"
 
     def holdout_compounds(self) -> list[str]:
         """Compounds of the holdout set (``set`` column of compounds.csv; none when absent), sorted."""
@@ -135,9 +144,9 @@ REGISTRY_TABLES = ("compounds", "layouts", "plates")
 
 
 @functools.lru_cache(maxsize=4)
-def _registry_screen(root: str, stamp: tuple) -> Screen:
-    """The :class:`Screen` of the registry tables of ``root`` (``stamp``: the files' mtimes, the
-    cache key)."""
+def _registry_screen(root: str, stamp: tuple, version: str) -> Screen:
+    """The :class:`Screen` of the registry tables of ``root`` (``stamp`` and ``version``: the cache
+    key)."""
     home = LcdHome(home=root)
     wh = home.warehouse()
     missing = sorted(set(REGISTRY_TABLES) - set(wh.tables()))

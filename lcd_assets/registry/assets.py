@@ -1,11 +1,14 @@
 """The screen's metadata: compounds, plate maps (layouts) and the run registry."""
 
 
+import uuid
+
 import dagster as dg
 import polars as pl
 
 from lcd_assets import metadata as md
 from lcd_assets.resources import WAREHOUSE_POOL, LcdHome
+from lcd_core.io.platemap import atomic_write_text
 
 
 @dg.asset(
@@ -25,6 +28,7 @@ def plate_registry(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.Materi
     lcd.warehouse().replace_tables(
         {"compounds": screen.compounds, "layouts": screen.layouts, "plates": screen.registry}
     )
+    atomic_write_text(lcd.registry_version, uuid.uuid4().hex)  # LcdHome.screen reads the tables again
     control = screen.config.control
     per_layout = screen.layouts.group_by("layout").agg(
         pl.len().alias("wells"),

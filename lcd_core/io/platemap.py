@@ -502,7 +502,7 @@ def validate_barcodes(screen: Screen, barcodes: Iterable[str]) -> None:
 # writing
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -565,7 +565,7 @@ def write_metadata(
         "screen.json": json.dumps(config.to_dict(), indent=2) + "\n",
     }
     for name, text in texts.items():
-        _atomic_write_text(metadata_dir / name, text)
+        atomic_write_text(metadata_dir / name, text)
     return metadata_dir
 
 

@@ -40,7 +40,8 @@ def training_wells(profiles: pl.DataFrame, active: Collection[str]) -> pl.DataFr
 
 def float_features(profiles: pl.DataFrame) -> tuple[str, ...]:
     """Float feature columns (non-``Metadata_``; stray non-float columns are ignored)."""
-    return tuple(c for c in feature_columns(profiles) if profiles.schema[c].is_float())
+    schema = profiles.schema  # built once: polars makes a new Schema on every ``.schema``
+    return tuple(c for c in feature_columns(profiles) if schema[c].is_float())
 
 
 def conditions(profiles: pl.DataFrame) -> list[tuple[str, str]]:

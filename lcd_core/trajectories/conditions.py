@@ -96,7 +96,8 @@ def _check_features(df: pl.DataFrame, features: Sequence[str]) -> None:
     if not features:
         raise ValueError("no feature columns given")
     require_columns(df, features, "profiles")
-    bad = [c for c in features if not df.schema[c].is_numeric()]
+    schema = df.schema  # once: polars builds a new Schema on every ``.schema``
+    bad = [c for c in features if not schema[c].is_numeric()]
     if bad:
         raise ValueError(f"feature column(s) {bad[:5]} are not numeric")
 
