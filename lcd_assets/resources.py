@@ -270,9 +270,12 @@ class MolClipSettings(dg.ConfigurableResource):
     workers: int = 0
 
     def n_workers(self) -> int:
-        import os
+        return self.workers or local_processes()
 
-        return self.workers or max(1, min(2, os.cpu_count() or 1))
+
+def local_processes() -> int:
+    """Processes a step spreads its independent fits over on this machine: one per core, at most two."""
+    return max(1, min(2, os.cpu_count() or 1))
 
     def config(self):
         from lcd_core.molclip import MolClipConfig

@@ -173,3 +173,15 @@ def test_polypharmacology_residual_flag_counts_calls():
     # without residual columns the explain-away flag is never raised
     plain = polypharmacology(per_condition_rows([r[:4] for r in spec]), classes=SCREEN_CLASSES)
     assert not plain["stable_residual"].any()
+
+
+def test_readings_in_two_processes_equal_those_in_one(screen):
+    """The reading probes fitted side by side in worker processes give the same table."""
+    profiles, activity, holdout = screen
+    classes = classes_of(profiles)
+    base = classify_moa(profiles, activity, classes=classes, holdout_compounds=holdout, seed=0).per_condition
+    one = explain_away_readings(base, profiles, activity, classes=classes, holdout_compounds=holdout)
+    two = explain_away_readings(base, profiles, activity, classes=classes, holdout_compounds=holdout, workers=2)
+    cols = ["compound", "dose", "timepoint", "residual_moa", "p_residual_moa", "p_residual_dmso", "residual_scale"]
+    assert one.select(cols).sort(cols[:3]).equals(two.select(cols).sort(cols[:3]))
+    assert one["residual_moa"].drop_nulls().len() > 0

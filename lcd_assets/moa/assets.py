@@ -6,7 +6,7 @@ import polars as pl
 from lcd_assets import metadata as md
 from lcd_assets.compute import STEP_RETRIES, Compute
 from lcd_assets.partitions import condition_of, condition_partitions
-from lcd_assets.resources import WAREHOUSE_POOL, LcdHome
+from lcd_assets.resources import WAREHOUSE_POOL, LcdHome, local_processes
 from lcd_core import moa
 from lcd_core.ground_truth import polypharmacology_against_truth
 from lcd_core.pipeline.downstream import string_keys
@@ -87,7 +87,7 @@ def moa_predictions(context: dg.AssetExecutionContext, lcd: LcdHome) -> dg.Mater
     profiles = pl.concat([wh.read_parquet_partition("normalized_profiles", {"dose": d, "timepoint": t}).drop(
         ["dose", "timepoint"], strict=False) for d, t in sorted(conditions.iter_rows())], how="diagonal_relaxed")
     per_condition = moa.explain_away_readings(per_condition, profiles, activity, classes=classes, high_doses=high,
-                                              holdout_compounds=lcd.holdout_compounds())
+                                              holdout_compounds=lcd.holdout_compounds(), workers=local_processes())
     poly = moa.polypharmacology(per_condition, high_doses=high, classes=classes)
     wh.replace_tables({"moa_predictions": predictions, "moa_polypharmacology": poly})  # one transaction
     flagged = poly.filter(pl.col("stable_top2") | pl.col("stable_residual")).select(

@@ -151,25 +151,54 @@ def _residual_reading(model: Pipeline, centroids: Mapping[str, np.ndarray], row:
             "p_residual_dmso": float(pr[-1]), "residual_scale": a}
 
 
-def _timepoint_readings(rows: pl.DataFrame, at: pl.DataFrame, train: pl.DataFrame, feats: list[str], *,
-                        classes: MoaClasses, n_splits: int, seed: int, C: float) -> list[dict]:
-    """Readings of one timepoint's rows, each by the pooled probe of the folds without its compound."""
+def _timepoint_probes(rows: pl.DataFrame, train: pl.DataFrame, feats: list[str], *, n_splits: int,
+                      seed: int) -> tuple[dict[str, int], dict[int, tuple[np.ndarray, np.ndarray]]]:
+    """The compound → fold map of one timepoint's pooled training wells and, per fold a row needs,
+    the ``(X, y)`` its probe is fitted on (the wells of the other folds' compounds)."""
     treated = pl.col(ROLE) != CONTROL
     fold_of = compound_folds(train.filter(treated).select(COMPOUND, MOA).unique(), n_splits=n_splits, seed=seed)
     X, y, cpd = train.select(feats).to_numpy(), well_labels(train), train[COMPOUND].to_numpy()
-    probes: dict[int, tuple[Pipeline, dict[str, np.ndarray]]] = {}
-    means = at.filter(treated).group_by(COMPOUND, DOSE).agg(pl.col(feats).mean())
+    fits = {}
+    for fold in dict.fromkeys(fold_of.get(c, -1) for c in rows["compound"].to_list()):
+        keep = ~np.isin(cpd, [c for c, f in fold_of.items() if f == fold])
+        fits[fold] = (X[keep], y[keep])
+    return fold_of, fits
+
+
+def _fit_reading_probe(X: np.ndarray, y: np.ndarray, C: float, seed: int) -> tuple[Pipeline, dict[str, np.ndarray]]:
+    return fit_probe_model(X, y, C=C, seed=seed), class_centroids(X, y)
+
+
+def _timepoint_readings(rows: pl.DataFrame, at: pl.DataFrame, feats: list[str], fold_of: dict[str, int],
+                        probes: dict[int, tuple[Pipeline, dict[str, np.ndarray]]], classes: MoaClasses) -> list[dict]:
+    """Readings of one timepoint's rows, each by the pooled probe of the folds without its compound."""
+    means = at.filter(pl.col(ROLE) != CONTROL).group_by(COMPOUND, DOSE).agg(pl.col(feats).mean())
     out = []
     for row in rows.iter_rows(named=True):
-        fold = fold_of.get(row["compound"], -1)
-        if fold not in probes:
-            keep = ~np.isin(cpd, [c for c, f in fold_of.items() if f == fold])
-            probes[fold] = (fit_probe_model(X[keep], y[keep], C=C, seed=seed), class_centroids(X[keep], y[keep]))
         x = means.filter((pl.col(COMPOUND) == row["compound"]) & (pl.col(DOSE) == row["dose"])).select(feats)
-        reading = _residual_reading(*probes[fold], row, x.to_numpy(), classes)
+        reading = _residual_reading(*probes[fold_of.get(row["compound"], -1)], row, x.to_numpy(), classes)
         if reading is not None:
             out.append({"compound": row["compound"], "dose": row["dose"], "timepoint": row["timepoint"], **reading})
     return out
+
+
+def _map(fn, tasks: list[tuple], workers: int) -> list:
+    """``[fn(*t) for t in tasks]``, in ``workers`` spawned processes (one BLAS thread each) when
+    more than one."""
+    if workers <= 1 or len(tasks) < 2:
+        return [fn(*t) for t in tasks]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=mp.get_context("spawn"),
+                             initializer=_one_blas_thread) as pool:
+        return list(pool.map(fn, *zip(*tasks)))
+
+
+def _one_blas_thread() -> None:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
 
 
 def explain_away_readings(
@@ -185,6 +214,7 @@ def explain_away_readings(
     C: float = 1.0,
     min_compounds: int = 2,
     min_classes: int = 2,
+    workers: int = 1,
 ) -> pl.DataFrame:
     """Add the explain-away columns to the per-condition rows of the high doses.
 
@@ -207,12 +237,15 @@ def explain_away_readings(
         The screen's MoA classes.
     high_doses
         Dose keys read; default the two highest (:func:`high_dose_keys`).
+    workers
+        Processes fitting the reading probes (one per timepoint × fold) side by side; the
+        readings do not depend on it.
     """
     high = list(high_doses) if high_doses is not None else high_dose_keys(per_condition)
     base = per_condition.drop(list(_RESIDUAL_SCHEMA), strict=False)
     rows = base.filter((pl.col("status") == "ok") & pl.col("dose").is_in(high))
     feats = list(float_features(profiles))
-    readings = []
+    plans = []  # (timepoint rows, their profiles, fold map, fold → training wells)
     for tp in sorted(rows["timepoint"].unique().to_list()):
         at = profiles.filter((pl.col(TIMEPOINT) == tp) & pl.col(DOSE).is_in(high))
         train = _pooled_training(at, high, activity, list(holdout_compounds), tp)
@@ -220,8 +253,14 @@ def explain_away_readings(
             check_trainable(train, min_compounds, min_classes)
         except SkippedCondition:
             continue
-        readings += _timepoint_readings(rows.filter(pl.col("timepoint") == tp), at, train, feats,
-                                        classes=classes, n_splits=n_splits, seed=seed, C=C)
+        tp_rows = rows.filter(pl.col("timepoint") == tp)
+        plans.append((tp_rows, at, *_timepoint_probes(tp_rows, train, feats, n_splits=n_splits, seed=seed)))
+    jobs = [(X, y, C, seed) for *_, fits in plans for X, y in fits.values()]
+    fitted = iter(_map(_fit_reading_probe, jobs, workers))  # the ~30 fits are independent
+    readings = []
+    for tp_rows, at, fold_of, fits in plans:
+        probes = {fold: next(fitted) for fold in fits}
+        readings += _timepoint_readings(tp_rows, at, feats, fold_of, probes, classes)
     schema = {"compound": pl.Utf8, "dose": pl.Utf8, "timepoint": pl.Utf8, **_RESIDUAL_SCHEMA}
     return base.join(pl.DataFrame(readings, schema=schema), on=["compound", "dose", "timepoint"], how="left")
 
