@@ -9,7 +9,7 @@ import dagster as dg
 import polars as pl
 
 from lcd_assets import metadata as md
-from lcd_assets.resources import WAREHOUSE_POOL, LcdHome, local_processes
+from lcd_assets.resources import WAREHOUSE_POOL, LcdHome
 from lcd_core.cells import CELL_FEATURE_NAMES
 from lcd_core.handcrafted.features import FEATURE_NAMES
 from lcd_core.io.warehouse import Warehouse
@@ -31,8 +31,7 @@ class BaselineConfig(dg.Config):
     seed: int = DEFAULTS.seed
 
     def settings(self) -> ChainSettings:
-        return ChainSettings(method=self.method, n_draws=self.n_draws, threshold=self.threshold, seed=self.seed,
-                             workers=local_processes())
+        return ChainSettings(method=self.method, n_draws=self.n_draws, threshold=self.threshold, seed=self.seed)
 
 
 def _fov_profiles(wh: Warehouse, log) -> pl.DataFrame:

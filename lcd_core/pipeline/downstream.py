@@ -56,15 +56,12 @@ class ChainSettings:
         mAP-ES at or above which a compound-condition is called active.
     seed
         Base seed of normalization (Harmony's initialisation), draws and MoA probes.
-    workers
-        Processes fitting the MoA explain-away probes side by side (the results do not depend on it).
     """
 
     method: str = DEFAULT_METHOD
     n_draws: int = 1000
     threshold: float = 0.8
     seed: int = 0
-    workers: int = 1
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -146,6 +143,5 @@ def run_chain(fovs: pl.DataFrame, settings: ChainSettings, *, classes: moa.MoaCl
         return ChainResult(wells, activity, None)
     present = set(wells[_COMPOUND].to_list())
     hold = [c for c in holdout_compounds if c in present]
-    result = moa.classify_moa(wells, activity, classes=classes, holdout_compounds=hold, seed=settings.seed,
-                              workers=settings.workers)
+    result = moa.classify_moa(wells, activity, classes=classes, holdout_compounds=hold, seed=settings.seed)
     return ChainResult(wells, activity, result)
