@@ -272,15 +272,15 @@ class MolClipSettings(dg.ConfigurableResource):
     def n_workers(self) -> int:
         return self.workers or local_processes()
 
-
-def local_processes() -> int:
-    """Processes a step spreads its independent fits over on this machine: one per core, at most two."""
-    return max(1, min(2, os.cpu_count() or 1))
-
     def config(self):
         from lcd_core.molclip import MolClipConfig
 
         return MolClipConfig(epochs=self.epochs, threads=self.threads)
+
+
+def local_processes() -> int:
+    """Processes a step spreads its independent fits over on this machine: one per core, at most two."""
+    return max(1, min(2, os.cpu_count() or 1))
 
 
 ENVS = ("local", "gpu", "ray", "ray-gpu")
