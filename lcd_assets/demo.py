@@ -236,8 +236,8 @@ def demo_tasks(measurements: list[MeasurementTimepoint]) -> list[Task]:
     acquisitions = [Task(f"a{i}", "acquisition", job, key, tags) for i, (job, key, tags) in
                     enumerate(acquisition_tasks(measurements))]
     by_tp: dict[str, set[str]] = {}
-    for m, t in zip(sorted(measurements, key=lambda m: (m.timepoint, m.plate)), acquisitions):
-        by_tp.setdefault(m.timepoint, set()).add(t.name)
+    for t in acquisitions:
+        by_tp.setdefault(t.key.keys_by_dimension["timepoint"], set()).add(t.name)
     analyses = [Task(f"c{d}|{t}", "analysis", "analysis", condition_key(d, t), None, frozenset(by_tp[t]))
                 for d, t in sorted({(m.dose, m.timepoint) for m in measurements})]
     return [*acquisitions, *analyses]
@@ -359,7 +359,9 @@ _WORKER: dict = {}
 
 
 def _worker_init(home: str, checkpoint: str | None) -> None:
-    """A demo worker process: one torch thread, the instance and the code location loaded once."""
+    """A demo worker process: one torch thread and one BLAS thread (two workers with two-thread
+    BLAS pools on two cores made ``moa_probes`` 12× slower), the instance and the code location
+    loaded once."""
     import torch
     from threadpoolctl import threadpool_limits
 

@@ -43,12 +43,12 @@ def condition_probes(profiles: pl.DataFrame, activity: pl.DataFrame, *, classes:
 
 
 def _per_condition(profiles: pl.DataFrame, activity: pl.DataFrame, hold: list[str], *, classes: MoaClasses,
-                   high_doses: Sequence[str] | None, n_splits: int, seed: int, C: float, workers: int = 1) -> pl.DataFrame:
+                   high_doses: Sequence[str] | None, n_splits: int, seed: int, C: float) -> pl.DataFrame:
     """CV on the training compounds, holdout prediction, then the explain-away readings."""
     probes = condition_probes(profiles, activity, classes=classes, holdout_compounds=hold, n_splits=n_splits,
                               seed=seed, C=C)
     return explain_away_readings(probes, profiles, activity, classes=classes, high_doses=high_doses,
-                                 holdout_compounds=hold, n_splits=n_splits, seed=seed, C=C, workers=workers)
+                                 holdout_compounds=hold, n_splits=n_splits, seed=seed, C=C)
 
 
 def classify_moa(
@@ -64,15 +64,13 @@ def classify_moa(
     high_doses: Sequence[str] | None = None,
     min_prob: float = 0.1,
     active_only: bool = False,
-    workers: int = 1,
 ) -> MoaResult:
     """The whole MoA stage: CV on the training compounds, holdout prediction, aggregation, scores.
 
     ``holdout_compounds`` are removed from every training set and predicted by the probes of the
     active training compounds (DMSO wells train both). ``classes`` are the screen's MoA classes
     (:meth:`MoaClasses.from_compounds`); a label outside them is an error naming the compound.
-    ``workers``: processes fitting the explain-away probes side by side (results do not depend on
-    it). Everything else: see the package docstring.
+    Everything else: see the package docstring.
     """
     validate_labels(profiles_by_condition, classes=classes)
     hold = list(holdout_compounds)
@@ -80,7 +78,7 @@ def classify_moa(
     if missing:
         raise ValueError(f"holdout compounds not in the profiles: {', '.join(missing)}")
     per_condition = _per_condition(profiles_by_condition, activity, hold, classes=classes, high_doses=high_doses,
-                                   n_splits=n_splits, seed=seed, C=C, workers=workers)
+                                   n_splits=n_splits, seed=seed, C=C)
     predictions = aggregate_incremental(per_condition, activity, weighting=weighting, classes=classes)
     return MoaResult(
         per_condition=per_condition,

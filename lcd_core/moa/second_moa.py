@@ -64,6 +64,7 @@ import numpy as np
 import polars as pl
 from sklearn.pipeline import Pipeline
 
+from lcd_core._parallel import map_in_processes
 from lcd_core.keys import parse_dose_key
 from lcd_core.moa.classes import DMSO_CLASS, MoaClasses
 from lcd_core.moa.probes import (
@@ -165,7 +166,8 @@ def _timepoint_probes(rows: pl.DataFrame, train: pl.DataFrame, feats: list[str],
     return fold_of, fits
 
 
-def _fit_reading_probe(X: np.ndarray, y: np.ndarray, C: float, seed: int) -> tuple[Pipeline, dict[str, np.ndarray]]:
+def _fit_reading_probe(job: tuple[np.ndarray, np.ndarray, float, int]) -> tuple[Pipeline, dict[str, np.ndarray]]:
+    X, y, C, seed = job
     return fit_probe_model(X, y, C=C, seed=seed), class_centroids(X, y)
 
 
@@ -180,25 +182,6 @@ def _timepoint_readings(rows: pl.DataFrame, at: pl.DataFrame, feats: list[str], 
         if reading is not None:
             out.append({"compound": row["compound"], "dose": row["dose"], "timepoint": row["timepoint"], **reading})
     return out
-
-
-def _map(fn, tasks: list[tuple], workers: int) -> list:
-    """``[fn(*t) for t in tasks]``, in ``workers`` spawned processes (one BLAS thread each) when
-    more than one."""
-    if workers <= 1 or len(tasks) < 2:
-        return [fn(*t) for t in tasks]
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=mp.get_context("spawn"),
-                             initializer=_one_blas_thread) as pool:
-        return list(pool.map(fn, *zip(*tasks)))
-
-
-def _one_blas_thread() -> None:
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)
 
 
 def explain_away_readings(
@@ -256,7 +239,7 @@ def explain_away_readings(
         tp_rows = rows.filter(pl.col("timepoint") == tp)
         plans.append((tp_rows, at, *_timepoint_probes(tp_rows, train, feats, n_splits=n_splits, seed=seed)))
     jobs = [(X, y, C, seed) for *_, fits in plans for X, y in fits.values()]
-    fitted = iter(_map(_fit_reading_probe, jobs, workers))  # the ~30 fits are independent
+    fitted = iter(map_in_processes(_fit_reading_probe, jobs, workers, one_blas_thread=True))  # the ~30 fits are independent
     readings = []
     for tp_rows, at, fold_of, fits in plans:
         probes = {fold: next(fitted) for fold in fits}

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from lcd_core._parallel import map_in_processes
 from lcd_core.molclip.molecule import compound_table, molecule_library
 from lcd_core.molclip.train import MolClip, MolClipConfig, train
 from lcd_core.molclip.videos import CONTROL_ROLE, Videos
@@ -203,7 +204,7 @@ def evaluate(videos: Videos, compounds: pl.DataFrame, config: MolClipConfig = Mo
         fold_rows += [{"seed": seed, "compound": c, "moa": moa_of[c], "fold": f} for c, f in folds.items()]
         tasks += [(vids, table, moa_of, dataclasses.replace(config, seed=int(seed)), {c for c, k in folds.items()
                    if k == f}, int(seed), f, bool(arm)) for f in range(n_folds) for arm in arms]
-    per_query = _map(_fold_arm, tasks, workers)
+    per_query = map_in_processes(_fold_arm, tasks, workers)
     pq = pl.concat(per_query).select("seed", "fold", "arm", "query_replica", "plate", "well", "compound", "moa",
                                      "drug_ap", "moa_ap")
     return MolClipEvaluation(pq, _per_fold(pq), summarize(pq, n_boot, ci, seed=int(seeds[0])),
@@ -217,17 +218,6 @@ def _fold_arm(task: tuple) -> pl.DataFrame:
     model = train(vids.subset(~np.isin(vcomp, list(test))), table, config, use_molecules=arm)
     rows = _fold_queries(model.embed_videos(vids), vids.meta, test, moa_of)
     return rows.with_columns(pl.lit(seed).alias("seed"), pl.lit(fold).alias("fold"), pl.lit(ARMS[arm]).alias("arm"))
-
-
-def _map(fn, tasks: list, workers: int) -> list:
-    """``[fn(t) for t in tasks]``, in ``workers`` spawned processes when more than one."""
-    if workers <= 1 or len(tasks) < 2:
-        return [fn(t) for t in tasks]
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=mp.get_context("spawn")) as pool:
-        return list(pool.map(fn, tasks))
 
 
 def _per_fold(pq: pl.DataFrame) -> pl.DataFrame:
