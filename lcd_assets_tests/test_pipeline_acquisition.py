@@ -133,3 +133,43 @@ def test_no_kept_tile_gives_empty_tables(tiled):
     assert done.tile_rows == [] and done.fov_features.height == 0
     assert pipeline.segmented_cells_table([]).schema == pl.Schema(pipeline.CELL_SCHEMA)
     assert pipeline.tile_embeddings_table([], np.zeros((0, 384), np.float32), "m").height == 0
+
+
+def test_the_nuclei_read_the_fovs_the_tiling_decoded(tiled, monkeypatch):
+    from lcd_core.nuclei.measurement import get_method
+    from lcd_core.pipeline import nuclei as nuclei_steps
+
+    fovs, config, _ = tiled
+    acq.DECODED_FOVS.clear()
+    decoded = []
+    real = acq.read_plane
+    monkeypatch.setattr(acq, "read_plane", lambda *a, **k: decoded.append(a[0]) or real(*a, **k))
+    pipeline.tile_measurement(fovs, config)
+    n_planes = sum(len(p) for p in fovs["paths"].to_list())
+    assert len(decoded) == n_planes
+    nuclei_steps.nuclei_pass(fovs, 0.6, get_method("brightfield"))
+    assert len(decoded) == n_planes  # every FOV found decoded
+
+
+def test_decoded_fovs_are_read_only_bounded_and_forget_a_changed_file(tmp_path):
+    import tifffile
+
+    paths = []
+    for i in range(3):
+        paths.append(str(tmp_path / f"p{i}.tiff"))
+        tifffile.imwrite(paths[-1], np.full((8, 8), i, np.uint16))
+    cache = acq.DecodedFovs(max_bytes=2 * 3 * 8 * 8 * 2)  # two stacks of 3 planes
+    stack = acq.read_fov(paths)
+    with pytest.raises(ValueError):
+        stack[0, 0, 0] = 7  # shared by every reader: nobody may change it
+    key = cache.key(paths, None)
+    cache.put(key, stack)
+    assert cache.get(key) is stack
+    tifffile.imwrite(paths[1], np.full((8, 8), 9, np.uint16))  # rewritten: another identity
+    assert cache.key(paths, None) != key
+    acq.DECODED_FOVS.clear()
+    assert acq.read_fov(paths)[1, 0, 0] == 9
+    for i in range(3):
+        cache.put(("k", i), stack)
+    assert cache.get(("k", 0)) is None and cache.get(("k", 2)) is stack  # the oldest went first
+    assert cache.key([str(tmp_path / "missing.tiff")], None) is None

@@ -6,6 +6,9 @@ an asset. Every table carries the lineage tile → FOV → well → plate → re
 
 from __future__ import annotations
 
+import os
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -157,24 +160,82 @@ def fov_name(row: dict) -> str:
 
 
 def read_fov(paths: list[str], shape: list[int] | tuple[int, int] | None = None, where: str = "") -> np.ndarray:
-    """The z-stack of one FOV as ``(planes, H, W)`` uint16.
+    """The z-stack of one FOV as ``(planes, H, W)`` uint16, read-only.
 
     ``shape``: ``(H, W)`` the index declares (every plane must have it); ``where`` names the FOV
     in messages. Raises PhenixError naming the FOV and the bad file, or every file when the FOV
     has a number of planes not in :data:`FOV_PLANES`, before any pixel is read.
+    The last stacks read in this process are kept (:data:`DECODED_FOVS`): a measurement's tiling
+    and its nuclei decode each FOV once.
     """
     prefix = f"{where}: " if where else ""
     if len(paths) not in FOV_PLANES:
         raise PhenixError(f"{prefix}{len(paths)} brightfield planes, the tiles need "
                           f"{' or '.join(map(str, FOV_PLANES[::-1]))}: {paths}")
+    shape = None if shape is None else (int(shape[0]), int(shape[1]))
+    key = DECODED_FOVS.key(paths, shape)
+    if key is not None and (hit := DECODED_FOVS.get(key)) is not None:
+        return hit
     try:
-        planes = [read_plane(p, None if shape is None else (int(shape[0]), int(shape[1]))) for p in paths]
+        planes = [read_plane(p, shape) for p in paths]
     except PhenixError as exc:
         raise PhenixError(f"{prefix}{exc}") from exc
     shapes = {p.shape for p in planes}
     if len(shapes) != 1:
         raise PhenixError(f"{prefix}planes of one FOV differ in size {sorted(shapes)}: {paths}")
-    return np.stack(planes)
+    stack = np.stack(planes)
+    stack.flags.writeable = False
+    if key is not None:
+        DECODED_FOVS.put(key, stack)
+    return stack
+
+
+class DecodedFovs:
+    """The most recently read FOV stacks of a process, up to ``max_bytes`` (least recently used
+    first out). A stack is found again only while every one of its files has the size, times and
+    inode it had when read; a file changed in between is read again."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._stacks: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(paths: list[str], shape: tuple[int, int] | None) -> tuple | None:
+        """The files' identities (None when one cannot be stat'ed: the read then names it)."""
+        try:
+            stats = [os.stat(p) for p in paths]
+        except OSError:
+            return None
+        return shape, tuple((str(p), s.st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_ino) for p, s in zip(paths, stats))
+
+    def get(self, key: tuple) -> np.ndarray | None:
+        with self._lock:
+            stack = self._stacks.get(key)
+            if stack is not None:
+                self._stacks.move_to_end(key)
+            return stack
+
+    def put(self, key: tuple, stack: np.ndarray) -> None:
+        if stack.nbytes > self.max_bytes:
+            return
+        with self._lock:
+            if key in self._stacks:
+                return
+            self._stacks[key] = stack
+            self._bytes += stack.nbytes
+            while self._bytes > self.max_bytes:
+                self._bytes -= self._stacks.popitem(last=False)[1].nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._stacks.clear()
+            self._bytes = 0
+
+
+#: 64 MiB: a demo measurement (64 FOVs of 3 × 224² px, 19 MiB) whole; two 2160² Phenix FOVs
+DECODED_FOVS = DecodedFovs(64 * 2**20)
 
 
 def tile_id(plate: str, timepoint: str, well: str, field: int, tile_index: int) -> str:
