@@ -390,3 +390,23 @@ def test_two_writers_of_one_partition_never_mix(tmp_path: Path) -> None:
     assert _generation(table, sizes, "table rows P1") in sizes
     assert _generation(wh.read_parquet_partition("vectors", P1), sizes, "dataset vectors P1") in sizes
     assert _count(wh, "rows", P2) == 10
+
+
+def test_a_view_is_made_again_only_when_its_files_columns_change(wh: Warehouse) -> None:
+    def made() -> str:
+        return wh.query("SELECT comment FROM duckdb_views() WHERE view_name = 'tile_embeddings'").item()
+
+    wh.write_parquet_partition("tile_embeddings", P1, _embeddings(P1, 7, seed=1))
+    wh.refresh_views(["tile_embeddings"])
+    first = made()
+    wh.write_parquet_partition("tile_embeddings", P2, _embeddings(P2, 5, seed=2))
+    wh.refresh_views(["tile_embeddings"])
+    assert made() == first and _count(wh, "tile_embeddings") == 12  # the glob reads the new partition
+    extra = {"plate": "R02-L01", "timepoint": "04h"}
+    wh.write_parquet_partition("tile_embeddings", extra, _embeddings(extra, 2, seed=3).with_columns(qc=pl.lit(1.0)))
+    wh.refresh_views(["tile_embeddings"])
+    assert made() != first  # a new column: the view is made again and shows it
+    assert wh.query("SELECT count(qc) AS n FROM tile_embeddings").item() == 2
+    with wh.connect() as con:
+        con.execute("DROP VIEW tile_embeddings")  # another process's drop: made again
+    assert wh.refresh_views(["tile_embeddings"]) == ["tile_embeddings"] and _count(wh, "tile_embeddings") == 14

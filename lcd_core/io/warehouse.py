@@ -15,6 +15,8 @@ conflict with backoff until a timeout (Dagster serialises writers too; this is t
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import random
 import re
@@ -521,7 +523,7 @@ class Warehouse:
         """
         found: dict[str, str | None] = {}
         for f in files:
-            for fld in pq.read_schema(f):
+            for fld in _file_schema(f):
                 if not pa.types.is_fixed_size_list(fld.type):
                     continue
                 base = _ARROW_TO_DUCKDB.get(fld.type.value_type)
@@ -537,6 +539,10 @@ class Warehouse:
         ``CREATE OR REPLACE VIEW <name> AS SELECT * FROM read_parquet('<root>/<name>/**/*.parquet',
         hive_partitioning = true, hive_types_autocast = false, union_by_name = true)``, with
         fixed-size float columns cast back to ``FLOAT[n]``. Hive columns stay VARCHAR.
+        A view whose statement and files' columns are those it was made from (its comment holds
+        their fingerprint) is left as it is: its glob already reads a new partition's file, and
+        re-creating it would read every file's footer again (DuckDB binds ``union_by_name`` over
+        all of them), a cost that grew with every partition of the screen.
 
         Returns
         -------
@@ -545,27 +551,41 @@ class Warehouse:
         """
         created: list[str] = []
         with self.connect() as con:
+            made = dict(con.execute("SELECT view_name, comment FROM duckdb_views() WHERE NOT internal").fetchall())
             for name in names:
                 qn = _ident(name, "view")
                 folder = self.parquet_root / name
                 files = sorted(folder.rglob("*.parquet")) if folder.is_dir() else []
                 if not files:
-                    is_view = con.execute(
-                        "SELECT count(*) FROM duckdb_views() WHERE view_name = ? AND NOT internal", [name]
-                    ).fetchone()
-                    if is_view and is_view[0]:
+                    if name in made:
                         con.execute(f"DROP VIEW {qn}")
                     continue
-                glob = (folder.resolve() / "**" / "*.parquet").as_posix()
-                casts = self._fixed_size_casts(files)
-                replace = ""
-                if casts:
-                    replace = " REPLACE (" + ", ".join(
-                        f"CAST({_quote(c)} AS {t}) AS {_quote(c)}" for c, t in casts.items()
-                    ) + ")"
-                con.execute(
-                    f"CREATE OR REPLACE VIEW {qn} AS SELECT *{replace} FROM read_parquet({_sql_str(glob)}, "
-                    "hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
-                )
+                sql = self._view_sql(qn, folder, files)
+                columns = sorted({(f.name, str(f.type)) for path in files for f in _file_schema(path)})
+                fingerprint = hashlib.sha1(repr((sql, columns)).encode()).hexdigest()[:16]
+                if made.get(name) != fingerprint:
+                    con.execute(sql)
+                    con.execute(f"COMMENT ON VIEW {qn} IS {_sql_str(fingerprint)}")
                 created.append(name)
         return created
+
+    def _view_sql(self, qn: str, folder: Path, files: Sequence[Path]) -> str:
+        """The ``CREATE OR REPLACE VIEW`` statement of one dataset (see :meth:`refresh_views`)."""
+        glob = (folder.resolve() / "**" / "*.parquet").as_posix()
+        casts = self._fixed_size_casts(files)
+        replace = ""
+        if casts:
+            replace = " REPLACE (" + ", ".join(f"CAST({_quote(c)} AS {t}) AS {_quote(c)}" for c, t in casts.items()) + ")"
+        return (f"CREATE OR REPLACE VIEW {qn} AS SELECT *{replace} FROM read_parquet({_sql_str(glob)}, "
+                "hive_partitioning = true, hive_types_autocast = false, union_by_name = true)")
+
+
+def _file_schema(path: Path) -> pa.Schema:
+    """The Arrow schema in a Parquet file's footer, read once per version of the file."""
+    st = path.stat()
+    return _schema_of(str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@functools.lru_cache(maxsize=65536)
+def _schema_of(path: str, size: int, mtime_ns: int, ino: int) -> pa.Schema:
+    return pq.read_schema(path)
