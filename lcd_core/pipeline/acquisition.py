@@ -355,6 +355,10 @@ def _timed(seconds: dict[str, float], key: str, work: Callable[[], list]) -> lis
     return result
 
 
+#: the embedding's progress line at most this often, and at the end (each line is an event of the run)
+PROGRESS_EVERY_S = 10.0
+
+
 def _drain(tiles: Iterator[np.ndarray]) -> None:
     for _ in tiles:
         pass
@@ -367,8 +371,12 @@ def _embed(vit: Vit, tiles: Iterator[np.ndarray], total: int, tile_size: int, se
     if size != tile_size and log:
         log(f"{vit.label} was trained on {size}-px crops: tiles are resized to {size} px")
 
+    last = [time.perf_counter()]
+
     def progress(done: int, n: int | None, rate: float) -> None:
-        if log:
+        now = time.perf_counter()
+        if log and (done == n or now - last[0] >= PROGRESS_EVERY_S):
+            last[0] = now
             log(f"embedded {done}/{n} tiles ({rate:.1f} tiles/s)")
 
     t0 = time.perf_counter()
