@@ -363,10 +363,11 @@ def _worker_init(home: str, checkpoint: str | None) -> None:
     BLAS pools on two cores made ``moa_probes`` 12× slower), the instance and the code location
     loaded once."""
     import torch
-    from threadpoolctl import threadpool_limits
+
+    from lcd_core._parallel import single_blas_threads
 
     torch.set_num_threads(1)
-    threadpool_limits(1)
+    single_blas_threads()
     prepare_instance(Path(home))
     _WORKER["instance"] = dg.DagsterInstance.get()
     _WORKER["defs"] = build_definitions(_resources(Path(home), checkpoint))
