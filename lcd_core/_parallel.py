@@ -33,8 +33,8 @@ def map_in_processes(fn: Callable[[Any], Any], items: Sequence[Any], workers: in
 def single_blas_threads() -> None:
     """One thread for every BLAS / OpenMP pool of this process, those loaded later included.
 
-    ``threadpoolctl`` limits only the libraries already loaded; a library loaded afterwards (SciPy's
-    own OpenBLAS, imported with scikit-learn by the first fit) would start its default pool, and two
+    ``threadpoolctl`` limits only the libraries already loaded; a library loaded afterwards (NumPy's
+    and SciPy's OpenBLAS, imported with scikit-learn by the first fit) starts its default pool, and two
     processes with two spinning OpenBLAS threads each on two cores made every probe fit 50× slower.
     The environment variables those libraries read when they load cover the rest.
     """
