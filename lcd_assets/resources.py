@@ -18,6 +18,7 @@ import dagster as dg
 import polars as pl
 
 from lcd_assets.compute import compute_for_env
+from lcd_core._parallel import local_processes
 from lcd_core.cells.train import LARGE_CELL_SHARE, NUCLEUS_WEIGHT
 from lcd_core.moa import MoaClasses
 from lcd_core.io.platemap import Screen, ScreenConfig, load_screen
@@ -276,11 +277,6 @@ class MolClipSettings(dg.ConfigurableResource):
         from lcd_core.molclip import MolClipConfig
 
         return MolClipConfig(epochs=self.epochs, threads=self.threads)
-
-
-def local_processes() -> int:
-    """Processes a step spreads its independent fits over on this machine: one per core, at most two."""
-    return max(1, min(2, os.cpu_count() or 1))
 
 
 ENVS = ("local", "gpu", "ray", "ray-gpu")

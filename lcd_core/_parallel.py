@@ -7,10 +7,15 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["map_in_processes", "single_blas_threads"]
+__all__ = ["local_processes", "map_in_processes", "single_blas_threads"]
 
 #: the variables OpenBLAS, OpenMP and MKL read when they load
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def local_processes() -> int:
+    """Processes a step spreads independent work over on this machine: one per core, at most two."""
+    return max(1, min(2, os.cpu_count() or 1))
 
 
 def map_in_processes(fn: Callable[[Any], Any], items: Sequence[Any], workers: int, *,

@@ -515,15 +515,15 @@ class Warehouse:
     # ---------------------------------------------------------------------------- views
 
     @staticmethod
-    def _fixed_size_casts(files: Sequence[Path]) -> dict[str, str]:
-        """``{column: "FLOAT[384]"}`` for fixed-size-list columns consistent across ``files``.
+    def _fixed_size_casts(schemas: Sequence[pa.Schema]) -> dict[str, str]:
+        """``{column: "FLOAT[384]"}`` for fixed-size-list columns consistent across the files' ``schemas``.
 
         Parquet has no fixed-size list type, so DuckDB reads polars/pyarrow ``Array`` columns as
         ``FLOAT[]``; the Arrow schema stored in the file footer still knows the size.
         """
         found: dict[str, str | None] = {}
-        for f in files:
-            for fld in _file_schema(f):
+        for schema in schemas:
+            for fld in schema:
                 if not pa.types.is_fixed_size_list(fld.type):
                     continue
                 base = _ARROW_TO_DUCKDB.get(fld.type.value_type)
@@ -560,8 +560,9 @@ class Warehouse:
                     if name in made:
                         con.execute(f"DROP VIEW {qn}")
                     continue
-                sql = self._view_sql(qn, folder, files)
-                columns = sorted({(f.name, str(f.type)) for path in files for f in _file_schema(path)})
+                schemas = [_file_schema(f) for f in files]
+                sql = self._view_sql(qn, folder, schemas)
+                columns = sorted({(f.name, str(f.type)) for schema in schemas for f in schema})
                 fingerprint = hashlib.sha1(repr((sql, columns)).encode()).hexdigest()[:16]
                 if made.get(name) != fingerprint:
                     con.execute(sql)
@@ -569,10 +570,10 @@ class Warehouse:
                 created.append(name)
         return created
 
-    def _view_sql(self, qn: str, folder: Path, files: Sequence[Path]) -> str:
+    def _view_sql(self, qn: str, folder: Path, schemas: Sequence[pa.Schema]) -> str:
         """The ``CREATE OR REPLACE VIEW`` statement of one dataset (see :meth:`refresh_views`)."""
         glob = (folder.resolve() / "**" / "*.parquet").as_posix()
-        casts = self._fixed_size_casts(files)
+        casts = self._fixed_size_casts(schemas)
         replace = ""
         if casts:
             replace = " REPLACE (" + ", ".join(f"CAST({_quote(c)} AS {t}) AS {_quote(c)}" for c, t in casts.items()) + ")"

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-import os
 import shutil
 import time
 import uuid
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from lcd_core._parallel import local_processes
 from lcd_core.io.phenix import Channel
 from lcd_core.keys import parse_well, timepoint_key
 from lcd_core.synth import cells as cellmod
@@ -272,13 +272,9 @@ class _Design:
         return tasks
 
 
-def _default_workers() -> int:
-    return max(1, min(2, os.cpu_count() or 1))
-
-
 def _run_all(spec: ScreenSpec, tasks: list[MeasurementTask]) -> list[tuple[str, str, int]]:
     """Run every measurement, in a spawn pool of ``spec.workers`` processes when more than one."""
-    workers = spec.workers if spec.workers is not None else _default_workers()
+    workers = spec.workers if spec.workers is not None else local_processes()
     workers = max(1, min(workers, len(tasks)))
     if workers == 1:
         return [_run_measurement(t) for t in tasks]
